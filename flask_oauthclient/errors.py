@@ -1,0 +1,135 @@
+"""The exceptions raised by Flask-OAuthClient.
+
+Every error derives from :class:`OAuthClientError`. Errors that can reach a view carry
+the HTTP ``status_code`` the extension answers with and a ``description`` that is safe
+to show to the user (it never contains a token, a secret or unescaped provider text).
+"""
+
+from __future__ import annotations
+
+
+class OAuthClientError(Exception):
+    """Base class of every error raised by Flask-OAuthClient."""
+
+    #: The HTTP status the extension's error handler answers with.
+    status_code: int = 500
+    #: A short text that is safe to show to the end user.
+    description: str = "The login could not be completed."
+
+    def __init__(self, message: str | None = None, *, description: str | None = None):
+        super().__init__(message or self.description)
+        if description is not None:
+            self.description = description
+
+
+class ConfigurationError(OAuthClientError, RuntimeError):
+    """The extension or a provider is configured wrongly. The message says how to fix
+    it; these are raised at start-up or on first use, never because of user input."""
+
+    description = "The login provider is not configured correctly."
+
+
+class InsecureTransportError(ConfigurationError):
+    """A provider endpoint or the callback uses plain ``http://`` while
+    ``OAUTHCLIENT_INSECURE_TRANSPORT`` is not enabled."""
+
+
+class UnknownProviderError(OAuthClientError, AttributeError, KeyError):
+    """No provider is registered under that name."""
+
+    status_code = 404
+    description = "Unknown login provider."
+
+    def __str__(self) -> str:
+        # KeyError quotes its message; keep the message readable.
+        return str(self.args[0]) if self.args else self.description
+
+
+class CallbackError(OAuthClientError):
+    """The authorization callback carried bad, forged, replayed or expired input.
+
+    :attr:`reason` is a stable machine-readable code (``"missing_state"``,
+    ``"unknown_state"``, ``"expired_state"`` ...), useful in tests and logs.
+    """
+
+    status_code = 400
+    description = "The login request was invalid or has expired. Please try again."
+
+    def __init__(
+        self, reason: str, message: str | None = None, *, description: str | None = None
+    ):
+        self.reason = reason
+        super().__init__(message or f"Invalid callback: {reason}", description=description)
+
+
+class AuthorizationDenied(CallbackError):
+    """The provider answered the callback with ``error=`` (most often, the user
+    declined). :attr:`error` holds the OAuth error code."""
+
+    status_code = 403
+    description = "The login was cancelled or refused by the provider."
+
+    def __init__(self, error: str, error_description: str | None = None):
+        self.error = error
+        self.error_description = error_description
+        super().__init__("provider_error", f"The provider refused the login: {error}")
+
+
+class InvalidIDToken(CallbackError):
+    """The ID token (or the userinfo response) failed an OpenID Connect check."""
+
+    description = "The identity provider's answer could not be verified."
+
+    def __init__(self, reason: str, message: str | None = None):
+        super().__init__(reason, message or f"Invalid ID token: {reason}")
+
+
+class LoginRefused(OAuthClientError):
+    """The app's ``on_login`` handler returned ``None``: the user is not logged in."""
+
+    status_code = 403
+    description = "This account may not log in to this site."
+
+
+class ProviderError(OAuthClientError):
+    """The provider failed: an error status, a malformed answer or no answer at all."""
+
+    status_code = 502
+    description = "The login provider returned an invalid answer. Please try again later."
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached (connection refused, DNS, TLS)."""
+
+    status_code = 503
+    description = "The login provider is not reachable. Please try again later."
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer within ``OAUTHCLIENT_TIMEOUT``."""
+
+    status_code = 504
+    description = "The login provider did not answer in time. Please try again later."
+
+
+class TokenError(OAuthClientError):
+    """Base class of errors about the current user's stored token."""
+
+    status_code = 401
+    description = "You need to log in again."
+
+
+class TokenMissing(TokenError):
+    """No token is stored for the current user and this provider."""
+
+
+class ReauthorizationRequired(TokenError):
+    """The provider refused the stored refresh token (``invalid_grant``); the token was
+    removed and the user must go through the login again."""
+
+
+class StorageError(OAuthClientError):
+    """The token storage failed (the database is down); nothing was written."""
+
+    status_code = 503
+    description = "The service is temporarily unavailable. Please try again later."

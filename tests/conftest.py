@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from flask import Flask
+
+#: Set by ``.ci/run``: a test that would skip for want of a service fails instead.
+REQUIRE_SERVICES = os.environ.get("FLASK_OAUTHCLIENT_REQUIRE_SERVICES") == "1"
+#: A PostgreSQL URL for the storage tests, e.g.
+#: ``postgresql+psycopg://postgres@127.0.0.1:5432/test``.
+POSTGRES_URL = os.environ.get("FLASK_OAUTHCLIENT_TEST_POSTGRES_URL")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test that needs a missing service, or fail it when CI requires every
+    service to be there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (FLASK_OAUTHCLIENT_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """Runs a test once on SQLite (a file, so several connections share it) and once
+    on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite'}"
+    if not POSTGRES_URL:
+        skip_or_fail(
+            "PostgreSQL tests need FLASK_OAUTHCLIENT_TEST_POSTGRES_URL, e.g. "
+            "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        )
+    return POSTGRES_URL  # type: ignore[return-value]
+
+
+@pytest.fixture
+def app() -> Flask:
+    app = Flask("test_app")
+    app.config.update(TESTING=True, SECRET_KEY="test secret key")
+    return app
+
+
+@pytest.fixture
+def app_ctx(app: Flask):
+    with app.app_context() as ctx:
+        yield ctx
