@@ -15,6 +15,8 @@ class OAuthClientError(Exception):
     status_code: int = 500
     #: A short text that is safe to show to the end user.
     description: str = "The login could not be completed."
+    #: The name of the provider the error concerns, when known.
+    provider: str | None = None
 
     def __init__(self, message: str | None = None, *, description: str | None = None):
         super().__init__(message or self.description)
@@ -59,7 +61,9 @@ class CallbackError(OAuthClientError):
         self, reason: str, message: str | None = None, *, description: str | None = None
     ):
         self.reason = reason
-        super().__init__(message or f"Invalid callback: {reason}", description=description)
+        super().__init__(
+            message or f"Invalid callback: {reason}", description=description
+        )
 
 
 class AuthorizationDenied(CallbackError):
@@ -95,7 +99,9 @@ class ProviderError(OAuthClientError):
     """The provider failed: an error status, a malformed answer or no answer at all."""
 
     status_code = 502
-    description = "The login provider returned an invalid answer. Please try again later."
+    description = (
+        "The login provider returned an invalid answer. Please try again later."
+    )
 
 
 class ProviderUnavailable(ProviderError):

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from weakref import WeakValueDictionary
 
-Token = t.Dict[str, t.Any]
+Token = dict[str, t.Any]
 
 
 class _CurrentUser:

@@ -1,0 +1,55 @@
+"""Flask-OAuthClient: log users in with any OAuth 2.0 / OpenID Connect provider, keep
+their tokens, and call provider APIs with sessions that refresh by themselves."""
+
+from __future__ import annotations
+
+from oauthlib.oauth2 import TokenExpiredError
+from requests_oauthlib.oauth2_session import TokenUpdated
+
+from . import signals
+from .errors import AuthorizationDenied
+from .errors import CallbackError
+from .errors import ConfigurationError
+from .errors import InsecureTransportError
+from .errors import InvalidIDToken
+from .errors import LoginRefused
+from .errors import OAuthClientError
+from .errors import ProviderError
+from .errors import ProviderTimeout
+from .errors import ProviderUnavailable
+from .errors import ReauthorizationRequired
+from .errors import StorageError
+from .errors import TokenError
+from .errors import TokenMissing
+from .errors import UnknownProviderError
+from .extension import OAuth
+from .provider import Provider
+from .storage import BaseStorage
+from .storage import MemoryStorage
+from .storage import SessionStorage
+
+__all__ = [
+    "AuthorizationDenied",
+    "BaseStorage",
+    "CallbackError",
+    "ConfigurationError",
+    "InsecureTransportError",
+    "InvalidIDToken",
+    "LoginRefused",
+    "MemoryStorage",
+    "OAuth",
+    "OAuthClientError",
+    "Provider",
+    "ProviderError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "ReauthorizationRequired",
+    "SessionStorage",
+    "StorageError",
+    "TokenError",
+    "TokenExpiredError",
+    "TokenMissing",
+    "TokenUpdated",
+    "UnknownProviderError",
+    "signals",
+]

@@ -1,0 +1,226 @@
+"""The :class:`OAuth` extension: the provider registry and the per-app state."""
+
+from __future__ import annotations
+
+import os
+import typing as t
+from dataclasses import dataclass
+from dataclasses import field
+
+from flask import current_app
+from flask import Flask
+
+from .errors import ConfigurationError
+from .errors import OAuthClientError
+from .errors import UnknownProviderError
+from .provider import AppProvider
+from .provider import Provider
+from .provider import REGISTER_DEFAULTS
+from .providers import get_preset
+from .storage.base import BaseStorage
+from .storage.session import SessionStorage
+
+#: ``on_login(provider, token, userinfo)``: the user to log in, a response, or None.
+LoginHandler = t.Callable[[Provider, dict[str, t.Any], dict[str, t.Any]], t.Any]
+
+#: Every configuration key and its default; documented in docs/config.rst.
+CONFIG_DEFAULTS: dict[str, t.Any] = {
+    "OAUTHCLIENT_URL_PREFIX": "/login",
+    "OAUTHCLIENT_INSECURE_TRANSPORT": False,
+    "OAUTHCLIENT_TIMEOUT": 10.0,
+    "OAUTHCLIENT_STATE_TTL": 600,
+    "OAUTHCLIENT_MAX_PENDING_LOGINS": 5,
+    "OAUTHCLIENT_LOGIN_REDIRECT": "/",
+    "OAUTHCLIENT_REFRESH_LEEWAY": 30,
+    "OAUTHCLIENT_ID_TOKEN_LEEWAY": 60,
+    "OAUTHCLIENT_METADATA_TTL": 3600,
+    "OAUTHCLIENT_POOL_MAXSIZE": 10,
+}
+
+
+@dataclass
+class _State:
+    """What the extension keeps per app, in ``app.extensions["oauthclient"]``."""
+
+    ext: OAuth
+    storage: BaseStorage
+    config: t.Mapping[str, t.Any]
+    url_prefix: str
+    insecure_transport: bool
+    timeout: float
+    state_ttl: float
+    max_pending: int
+    login_redirect: str
+    refresh_leeway: float
+    id_token_leeway: float
+    metadata_ttl: float
+    pool_maxsize: int
+    providers: dict[str, AppProvider] = field(default_factory=dict)
+
+
+class OAuth:
+    """Log users in with OAuth 2.0 / OpenID Connect providers.
+
+    .. code-block:: python
+
+        oauth = OAuth()
+        oauth.register("google")
+        oauth.init_app(app, storage=SQLAlchemyStorage(OAuthToken, db.session, user=...))
+
+    :param app: call :meth:`init_app` on this app right away.
+    :param options: defaults for :meth:`init_app`'s keywords.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, app: Flask | None = None, **options: t.Any) -> None:
+        self._configs: dict[str, dict[str, t.Any]] = {}
+        self.providers: dict[str, Provider] = {}
+        self._login_handler: LoginHandler | None = None
+        self._options = options
+        self._initialized = False
+        if app is not None:
+            self.init_app(app)
+
+    # -- registry --------------------------------------------------------------
+
+    def register(self, name: str, **config: t.Any) -> Provider:
+        """Register a provider and return it.
+
+        ``name`` selects a preset when one exists (``"google"``, ``"github"``, ...);
+        the keywords override the preset's settings. See :doc:`/providers`.
+
+        :param name: the provider's name: its blueprint, URLs and config keys use it.
+        :param config: ``client_id``, ``client_secret``, ``server_metadata_url`` or
+            explicit ``authorize_url``, ``token_url``, ``userinfo_url``,
+            ``jwks_uri``, ``issuer``, ``revocation_url``, ``end_session_url``;
+            ``scope``, ``api_base_url``, ``authorize_params``, and
+            ``token_endpoint_auth_method``, ``pkce``, ``id_token_algorithms``,
+            ``auto_refresh``, ``title``.
+        """
+        if not name.isidentifier() or name.startswith("_"):
+            raise ValueError(
+                f"Provider name {name!r} must be a Python identifier (it names a "
+                "blueprint and an attribute)."
+            )
+        if name in self._configs:
+            raise ValueError(f"A provider named {name!r} is already registered.")
+        if self._initialized:
+            raise RuntimeError(
+                f"Provider {name!r} is registered after init_app(): register every "
+                "provider before initializing an app with this extension."
+            )
+        unknown = set(config) - set(REGISTER_DEFAULTS)
+        if unknown:
+            raise TypeError(
+                f"register() got unknown keywords: {', '.join(sorted(unknown))}."
+            )
+        merged = dict(REGISTER_DEFAULTS)
+        preset = get_preset(name)
+        if preset is not None:
+            merged.update(preset.register_defaults())
+        merged.update(config)
+        self._configs[name] = merged
+        provider = self.providers[name] = Provider(self, name, merged)
+        return provider
+
+    def __getattr__(self, name: str) -> Provider:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __getitem__(self, name: str) -> Provider:
+        try:
+            return self.__dict__["providers"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            known = ", ".join(sorted(self.__dict__.get("providers", ()))) or "none"
+            raise UnknownProviderError(
+                f"No provider named {name!r} is registered (registered: {known})."
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.providers
+
+    def __iter__(self) -> t.Iterator[Provider]:
+        return iter(self.providers.values())
+
+    def on_login(self, f: LoginHandler) -> LoginHandler:
+        """Decorate the function called after a successful callback with
+        ``(provider, token, userinfo)``. It returns the user to log in (the
+        extension calls :func:`flask_login.login_user` and stores the token for that
+        user), a response to send instead, or ``None`` to refuse the login."""
+        self._login_handler = f
+        return f
+
+    # -- apps --------------------------------------------------------------------
+
+    def init_app(self, app: Flask, **options: t.Any) -> None:
+        """Set the extension up for ``app``: read the ``OAUTHCLIENT_*`` config,
+        register one blueprint per provider and the error handler.
+
+        :param storage: a :class:`~flask_oauthclient.storage.BaseStorage`; the
+            default keeps tokens in the Flask session.
+        """
+        if "oauthclient" in app.extensions:
+            raise RuntimeError(
+                "A 'Flask-OAuthClient' instance has already been registered on this "
+                "Flask app. Import and use that instance instead."
+            )
+        options = {**self._options, **options}
+        storage = options.pop("storage", None) or SessionStorage()
+        if options:
+            raise TypeError(f"init_app() got unknown keywords: {', '.join(options)}.")
+        for key, value in CONFIG_DEFAULTS.items():
+            app.config.setdefault(key, value)
+        config = app.config
+        state = _State(
+            ext=self,
+            storage=storage,
+            config=config,
+            url_prefix=config["OAUTHCLIENT_URL_PREFIX"].rstrip("/"),
+            insecure_transport=bool(config["OAUTHCLIENT_INSECURE_TRANSPORT"]),
+            timeout=float(config["OAUTHCLIENT_TIMEOUT"]),
+            state_ttl=float(config["OAUTHCLIENT_STATE_TTL"]),
+            max_pending=int(config["OAUTHCLIENT_MAX_PENDING_LOGINS"]),
+            login_redirect=config["OAUTHCLIENT_LOGIN_REDIRECT"],
+            refresh_leeway=float(config["OAUTHCLIENT_REFRESH_LEEWAY"]),
+            id_token_leeway=float(config["OAUTHCLIENT_ID_TOKEN_LEEWAY"]),
+            metadata_ttl=float(config["OAUTHCLIENT_METADATA_TTL"]),
+            pool_maxsize=int(config["OAUTHCLIENT_POOL_MAXSIZE"]),
+        )
+        if state.insecure_transport:
+            # oauthlib checks this process-wide variable itself; our own per-app
+            # check (AppProvider.check_transport) still guards apps without the flag.
+            os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+        for name, provider_config in self._configs.items():
+            state.providers[name] = AppProvider(name, provider_config, state)
+
+        from .views import make_blueprint
+        from .views import render_error
+
+        for name in self._configs:
+            app.register_blueprint(
+                make_blueprint(self.providers[name], state.url_prefix)
+            )
+        app.register_error_handler(OAuthClientError, render_error)
+        app.extensions["oauthclient"] = state
+        self._initialized = True
+
+    def _get_state(self, app: Flask | None = None) -> _State:
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        state = app.extensions.get("oauthclient")
+        if state is None or state.ext is not self:
+            raise ConfigurationError(
+                "The current app is not set up with this OAuth instance: call "
+                "oauth.init_app(app) in your app factory."
+            )
+        return t.cast(_State, state)
+
+    def handle_login(
+        self, provider: Provider, token: dict[str, t.Any], userinfo: dict[str, t.Any]
+    ) -> t.Any:
+        """Call the ``on_login`` handler; without one, return ``...`` (meaning: just
+        keep the token)."""
+        if self._login_handler is None:
+            return ...
+        return self._login_handler(provider, token, userinfo)

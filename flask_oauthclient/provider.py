@@ -1,0 +1,669 @@
+"""One registered provider: its settings, its endpoints, and API calls through the
+request's session."""
+
+from __future__ import annotations
+
+import typing as t
+from urllib.parse import quote
+from urllib.parse import urljoin
+from urllib.parse import urlsplit
+
+import requests
+from flask import current_app
+from flask import g
+from flask import has_app_context
+from flask import has_request_context
+from flask import request
+from oauthlib.oauth2 import OAuth2Error
+from requests.auth import HTTPBasicAuth
+
+from . import oidc
+from . import refresh
+from . import signals
+from .errors import CallbackError
+from .errors import ConfigurationError
+from .errors import InsecureTransportError
+from .errors import OAuthClientError
+from .errors import ProviderError
+from .errors import TokenMissing
+from .flow import code_challenge
+from .flow import PendingLogin
+from .oauth_session import check_token_response
+from .oauth_session import make_adapter
+from .oauth_session import PooledOAuth2Session
+from .oauth_session import translate_http_error
+from .storage.base import BaseStorage
+from .storage.base import Identity
+from .storage.base import Token
+
+if t.TYPE_CHECKING:
+    from .extension import _State
+    from .extension import OAuth
+    from .providers import ProfileMapper
+
+#: ``register`` keywords and their defaults.
+REGISTER_DEFAULTS: dict[str, t.Any] = {
+    "client_id": None,
+    "client_secret": None,
+    "server_metadata_url": None,
+    "authorize_url": None,
+    "token_url": None,
+    "userinfo_url": None,
+    "jwks_uri": None,
+    "issuer": None,
+    "revocation_url": None,
+    "end_session_url": None,
+    "scope": None,
+    "api_base_url": None,
+    "authorize_params": None,
+    "token_endpoint_auth_method": "client_secret_basic",
+    "scope_separator": " ",
+    "pkce": True,
+    "id_token_algorithms": ["RS256"],
+    "profile": None,
+    "title": None,
+    "auto_refresh": True,
+}
+
+_ENDPOINT_KEYS = {
+    "authorize_url": "authorization_endpoint",
+    "token_url": "token_endpoint",
+    "userinfo_url": "userinfo_endpoint",
+    "jwks_uri": "jwks_uri",
+    "issuer": "issuer",
+    "revocation_url": "revocation_endpoint",
+    "end_session_url": "end_session_endpoint",
+}
+
+
+class _Request:
+    """What one request knows about one provider, kept on ``g``."""
+
+    __slots__ = ("token", "token_loaded", "session")
+
+    def __init__(self) -> None:
+        self.token: Token | None = None
+        self.token_loaded = False
+        self.session: ProviderSession | None = None
+
+
+class AppProvider:
+    """A provider as configured for one app: credentials, resolved endpoints,
+    connection pool and caches. Created by ``init_app``; reached through
+    ``current_app``."""
+
+    def __init__(self, name: str, config: dict[str, t.Any], state: _State) -> None:
+        self.name = name
+        self.state = state
+        app_config = state.config
+        prefix = f"OAUTHCLIENT_{name.upper()}_"
+        self.client_id: str | None = config["client_id"] or app_config.get(
+            prefix + "CLIENT_ID"
+        )
+        self.client_secret: str | None = config["client_secret"] or app_config.get(
+            prefix + "CLIENT_SECRET"
+        )
+        if not self.client_id:
+            raise ConfigurationError(
+                f"Provider {name!r} has no client_id: pass client_id= to "
+                f"oauth.register() or set {prefix}CLIENT_ID in the app config."
+            )
+        self.title: str = config["title"] or name.replace("_", " ").title()
+        scope = config["scope"]
+        if isinstance(scope, str):
+            scope = scope.split()
+        self.scope: list[str] = list(scope or [])
+        self.scope_separator: str = config["scope_separator"]
+        self.authorize_params: dict[str, str] = dict(config["authorize_params"] or {})
+        self.api_base_url: str | None = config["api_base_url"]
+        self.auth_method: str = config["token_endpoint_auth_method"]
+        if self.auth_method not in ("client_secret_basic", "client_secret_post"):
+            raise ConfigurationError(
+                f"Provider {name!r}: token_endpoint_auth_method must be "
+                "'client_secret_basic' or 'client_secret_post'."
+            )
+        self.pkce: bool = bool(config["pkce"])
+        self.id_token_algorithms: list[str] = list(config["id_token_algorithms"] or [])
+        self.profile: ProfileMapper | None = config["profile"]
+        self.auto_refresh: bool = bool(config["auto_refresh"])
+        self.is_oidc = "openid" in self.scope
+        self.explicit = {
+            key: config[key] for key in _ENDPOINT_KEYS if config[key] is not None
+        }
+        self.adapter = make_adapter(state.pool_maxsize)
+        self.http = requests.Session()
+        self.http.mount("https://", self.adapter)
+        self.http.mount("http://", self.adapter)
+        self.metadata = (
+            oidc.ServerMetadata(
+                config["server_metadata_url"],
+                ttl=state.metadata_ttl,
+                expected_issuer=config["issuer"],
+            )
+            if config["server_metadata_url"]
+            else None
+        )
+        self._jwks: oidc.JWKSCache | None = None
+        for url in self.explicit.values():
+            if url is not self.explicit.get("issuer"):
+                self.check_transport(url)
+        if config["server_metadata_url"]:
+            self.check_transport(config["server_metadata_url"])
+        if self.metadata is None:
+            for key in ("authorize_url", "token_url"):
+                if key not in self.explicit:
+                    raise ConfigurationError(
+                        f"Provider {name!r} needs server_metadata_url or both "
+                        "authorize_url and token_url."
+                    )
+
+    # -- endpoints ---------------------------------------------------------------
+
+    def check_transport(self, url: str) -> None:
+        """Refuse plain ``http://`` unless ``OAUTHCLIENT_INSECURE_TRANSPORT``."""
+        if (
+            urlsplit(url).scheme.lower() != "https"
+            and not self.state.insecure_transport
+        ):
+            raise InsecureTransportError(
+                f"Provider {self.name!r}: {url!r} is not https. Plain http is only "
+                "allowed for local development and tests, with "
+                "OAUTHCLIENT_INSECURE_TRANSPORT = True in the app config."
+            )
+
+    def endpoints(self) -> dict[str, t.Any]:
+        """The provider's endpoints: discovery merged with the explicit ones (which
+        win). Discovery is fetched on first use and cached."""
+        found: dict[str, t.Any] = {}
+        if self.metadata is not None:
+            document = self.metadata.get(self.http, timeout=self.state.timeout)
+            for key, field in _ENDPOINT_KEYS.items():
+                if document.get(field):
+                    found[key] = document[field]
+            found["iss_parameter_supported"] = bool(
+                document.get("authorization_response_iss_parameter_supported")
+            )
+            if not self.id_token_algorithms and document.get(
+                "id_token_signing_alg_values_supported"
+            ):
+                found["id_token_algorithms"] = ["RS256"]
+        found.update(self.explicit)
+        for key in ("authorize_url", "token_url", "userinfo_url", "jwks_uri"):
+            if found.get(key):
+                self.check_transport(found[key])
+        return found
+
+    def endpoint(self, key: str) -> str:
+        url = self.endpoints().get(key)
+        if not url:
+            raise ConfigurationError(f"Provider {self.name!r} has no {key}.")
+        return t.cast(str, url)
+
+    def jwks(self) -> oidc.JWKSCache:
+        if self._jwks is None:
+            self._jwks = oidc.JWKSCache(
+                self.endpoint("jwks_uri"), ttl=self.state.metadata_ttl
+            )
+        return self._jwks
+
+    # -- sessions and the login flow ------------------------------------------------
+
+    def new_session(
+        self, token: Token | None = None, **kwargs: t.Any
+    ) -> ProviderSession:
+        session = ProviderSession(
+            self,
+            self.client_id,
+            token=token,
+            adapter=self.adapter,
+            timeout=self.state.timeout,
+            **kwargs,
+        )
+        return session
+
+    def authorization_url(self, pending: PendingLogin, redirect_uri: str) -> str:
+        """The URL that sends the user to the provider for ``pending``."""
+        self.check_transport(redirect_uri)
+        params: dict[str, t.Any] = dict(self.authorize_params)
+        if pending.code_verifier is not None:
+            params["code_challenge"] = code_challenge(pending.code_verifier)
+            params["code_challenge_method"] = "S256"
+        if pending.nonce is not None:
+            params["nonce"] = pending.nonce
+        session = self.new_session(
+            redirect_uri=redirect_uri,
+            scope=self.scope_separator.join(self.scope) or None,
+        )
+        url, _ = session.authorization_url(
+            self.endpoint("authorize_url"), state=pending.state, **params
+        )
+        return t.cast(str, url)
+
+    def client_auth(self) -> dict[str, t.Any]:
+        """The keyword arguments that authenticate this client at the token
+        endpoint (RFC 6749 §2.3.1)."""
+        if self.auth_method == "client_secret_post":
+            return {
+                "include_client_id": True,
+                "client_secret": self.client_secret,
+            }
+        return {
+            "auth": HTTPBasicAuth(
+                quote(self.client_id or "", safe=""),
+                quote(self.client_secret or "", safe=""),
+            )
+        }
+
+    def fetch_token(self, code: str, pending: PendingLogin, redirect_uri: str) -> Token:
+        """Exchange the authorization ``code`` for a token."""
+        session = self.new_session(redirect_uri=redirect_uri)
+        session.register_compliance_hook("access_token_response", check_token_response)
+        kwargs: dict[str, t.Any] = self.client_auth()
+        if pending.code_verifier is not None:
+            kwargs["code_verifier"] = pending.code_verifier
+        try:
+            token = session.fetch_token(
+                self.endpoint("token_url"),
+                code=code,
+                headers={"Accept": "application/json"},
+                **kwargs,
+            )
+        except requests.RequestException as e:
+            raise translate_http_error(e) from None
+        except OAuth2Error as e:
+            if e.error in ("invalid_grant", "invalid_request"):
+                # The code was forged, replayed or expired, or the verifier is wrong.
+                raise CallbackError(
+                    "invalid_grant",
+                    f"The provider refused the authorization code: {e.error}",
+                ) from None
+            raise ProviderError(
+                f"The token endpoint refused the request: {e.error}. Check the "
+                "client id and secret."
+            ) from None
+        except ValueError:
+            raise ProviderError("The token endpoint sent an invalid answer.") from None
+        return dict(token)
+
+    def identify(
+        self, token: Token, nonce: str | None
+    ) -> tuple[Identity, dict[str, t.Any]]:
+        """Verify who logged in: the ID token (OpenID Connect) and the userinfo
+        response, or the preset's profile mapping (plain OAuth 2).
+
+        :return: the identity and the claims given to ``on_login``.
+        """
+        endpoints = self.endpoints()
+        timeout = self.state.timeout
+        id_claims: dict[str, t.Any] | None = None
+        if self.is_oidc:
+            id_token = token.get("id_token")
+            if not isinstance(id_token, str):
+                raise ProviderError(
+                    "The provider sent no ID token for an openid login."
+                )
+            id_claims = oidc.validate_id_token(
+                id_token,
+                http=self.http,
+                timeout=timeout,
+                issuer=self.endpoint("issuer"),
+                client_id=t.cast(str, self.client_id),
+                jwks=self.jwks() if endpoints.get("jwks_uri") else None,
+                algorithms=endpoints.get("id_token_algorithms")
+                or self.id_token_algorithms
+                or ["RS256"],
+                client_secret=self.client_secret,
+                nonce=nonce,
+                access_token=token.get("access_token"),
+                leeway=self.state.id_token_leeway,
+            )
+        session = self.new_session(token=token)
+        userinfo: dict[str, t.Any] | None = None
+        try:
+            if self.profile is not None:
+                userinfo = self.profile(session, self.api_base_url or "", timeout)
+            elif endpoints.get("userinfo_url"):
+                userinfo = oidc.fetch_json(
+                    session, endpoints["userinfo_url"], timeout=timeout
+                )
+        except requests.RequestException as e:
+            if isinstance(e, requests.HTTPError):
+                raise ProviderError(
+                    "The provider refused the profile request."
+                ) from None
+            raise translate_http_error(e) from None
+        except (ValueError, KeyError, TypeError):
+            raise ProviderError("The provider sent an invalid profile.") from None
+        if id_claims is not None:
+            if userinfo is not None:
+                oidc.check_userinfo(id_claims, userinfo)
+            claims = oidc.merge_claims(id_claims, userinfo)
+            return Identity(str(claims["iss"]), str(claims["sub"])), claims
+        if not userinfo or not userinfo.get("sub"):
+            raise ProviderError(
+                "The provider's profile has no user id; configure openid scope, a "
+                "userinfo_url or a profile mapping."
+            )
+        issuer = endpoints.get("issuer") or _origin(self.endpoint("authorize_url"))
+        claims = {**userinfo, "iss": issuer, "sub": str(userinfo["sub"])}
+        return Identity(issuer, claims["sub"]), claims
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class ProviderSession(PooledOAuth2Session):
+    """The session of one request and provider: the current user's token, refreshed
+    by itself before it expires and once on a 401, through the single-flight
+    refresh."""
+
+    def __init__(
+        self, app_provider: AppProvider, *args: t.Any, **kwargs: t.Any
+    ) -> None:
+        self.app_provider = app_provider
+        super().__init__(*args, **kwargs)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        data: t.Any = None,
+        headers: t.Any = None,
+        withhold_token: bool = False,
+        **kwargs: t.Any,
+    ) -> requests.Response:
+        ap = self.app_provider
+        if withhold_token or not self.token or not ap.auto_refresh:
+            return super().request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                withhold_token=withhold_token,
+                **kwargs,
+            )
+        if refresh.is_expiring(self.token, ap.state.refresh_leeway):
+            self.refresh_token()
+        used = self.token
+        response = super().request(method, url, data=data, headers=headers, **kwargs)
+        if (
+            response.status_code == 401
+            and used.get("refresh_token")
+            and (data is None or isinstance(data, (bytes, str, dict, list, tuple)))
+        ):
+            # The token looked valid but was refused (revoked early, clock skew):
+            # refresh once and retry once.
+            response.close()
+            self.refresh_token(force=True)
+            response = super().request(
+                method, url, data=data, headers=headers, **kwargs
+            )
+        return response
+
+    def refresh_token(
+        self,
+        token_url: str | None = None,
+        refresh_token: str | None = None,
+        *,
+        force: bool = False,
+        **kwargs: t.Any,
+    ) -> Token:
+        """Refresh the token through the single-flight refresh and save it."""
+        ap = self.app_provider
+        stale: Token = dict(self.token or {})  # type: ignore[has-type]
+        if refresh_token:
+            stale["refresh_token"] = refresh_token
+        url = token_url or ap.endpoint("token_url")
+
+        def call_provider(current: Token) -> Token:
+            hooks = self.compliance_hook["refresh_token_response"]
+            if check_token_response not in hooks:
+                self.register_compliance_hook(
+                    "refresh_token_response", check_token_response
+                )
+            try:
+                new = super(ProviderSession, self).refresh_token(
+                    url,
+                    refresh_token=current["refresh_token"],
+                    headers={"Accept": "application/json"},
+                    **_refresh_auth(ap),
+                )
+            except requests.RequestException as e:
+                raise translate_http_error(e) from None
+            except OAuth2Error:
+                raise
+            except ValueError:
+                raise ProviderError(
+                    "The token endpoint sent an invalid answer."
+                ) from None
+            merged = dict(new)
+            # RFC 6749 §6: the provider may keep the refresh token; keep ours then.
+            merged.setdefault("refresh_token", current["refresh_token"])
+            if "id_token" not in merged and "id_token" in current:
+                merged["id_token"] = current["id_token"]
+            return merged
+
+        provider = ap.state.ext.providers[ap.name]
+        token = refresh.single_flight(
+            scope=(id(ap), ap.name),
+            provider=ap.name,
+            storage=ap.state.storage,
+            stale=stale,
+            call_provider=call_provider,
+            on_refreshed=lambda tok: _send(
+                signals.token_refreshed, provider, token=tok
+            ),
+            on_revoked=lambda: _send(
+                signals.token_revoked, provider, reason="invalid_grant"
+            ),
+            is_invalid_grant=lambda e: (
+                isinstance(e, OAuth2Error) and e.error == "invalid_grant"
+            ),
+        )
+        self.token = token
+        request_state = _request_state(ap.name)
+        if request_state is not None:
+            request_state.token = dict(token)
+            request_state.token_loaded = True
+        return token
+
+
+def _send(signal: t.Any, sender: t.Any, **kwargs: t.Any) -> None:
+    signal.send(sender, **kwargs)
+
+
+def _saved_already(token: Token) -> None:
+    """The session's ``token_updater``: the single-flight refresh saved it."""
+
+
+def _refresh_auth(ap: AppProvider) -> dict[str, t.Any]:
+    auth = ap.client_auth()
+    if "include_client_id" in auth:
+        # refresh_token() puts extra keywords in the body.
+        return {"client_id": ap.client_id, "client_secret": ap.client_secret}
+    return auth
+
+
+def _request_states(create: bool = True) -> dict[str, _Request] | None:
+    """This request's per-provider state, on ``g``.
+
+    ``g`` belongs to the app context, which a test harness (pytest-flask) may keep
+    across several requests: the state is tied to the request object too, so that a
+    test switching users never reuses the previous request's token.
+    """
+    if not has_app_context():
+        return None
+    owner = request._get_current_object() if has_request_context() else None  # type: ignore[attr-defined]
+    held: tuple[t.Any, dict[str, _Request]] | None = g.get("_oauthclient_requests")
+    if held is None or held[0] is not owner:
+        if not create:
+            return None
+        held = g._oauthclient_requests = (owner, {})
+    return held[1]
+
+
+def _request_state(name: str) -> _Request | None:
+    states = _request_states(create=False)
+    return states.get(name) if states is not None else None
+
+
+class Provider:
+    """A registered provider, as returned by :meth:`OAuth.register` and reached as
+    ``oauth.<name>``. It holds no per-app or per-request state: every method looks up
+    the current app's settings and the current request's session.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, ext: OAuth, name: str, config: dict[str, t.Any]) -> None:
+        self._ext = ext
+        self.name = name
+        #: The ``register`` keywords merged with the preset's defaults.
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"<Provider {self.name!r}>"
+
+    @property
+    def _app_provider(self) -> AppProvider:
+        state = self._ext._get_state(current_app)
+        try:
+            return state.providers[self.name]
+        except KeyError:
+            raise ConfigurationError(
+                f"Provider {self.name!r} was registered after init_app(); register "
+                "providers before initializing the app."
+            ) from None
+
+    @property
+    def title(self) -> str:
+        """The name shown to users (``"Google"``)."""
+        return t.cast(str, self.config.get("title") or self.name.title())
+
+    @property
+    def storage(self) -> BaseStorage:
+        """The token storage of the current app."""
+        return self._app_provider.state.storage
+
+    def _request(self) -> _Request:
+        states = _request_states()
+        if states is None:
+            raise RuntimeError(
+                "Working outside of application context: API calls need an app context "
+                "(and a request context to know the current user)."
+            )
+        state = states.get(self.name)
+        if state is None:
+            state = states[self.name] = _Request()
+        return state
+
+    @property
+    def token(self) -> Token | None:
+        """The current user's token, read from the storage once per request."""
+        state = self._request()
+        if not state.token_loaded:
+            state.token = self.storage.get(self.name)
+            state.token_loaded = True
+        return dict(state.token) if state.token is not None else None
+
+    @token.setter
+    def token(self, value: Token | None) -> None:
+        """Store (or with ``None``, delete) the current user's token."""
+        if value is None:
+            self.storage.delete(self.name)
+        else:
+            self.storage.set(self.name, dict(value))
+        self._forget()
+
+    def _forget(self) -> None:
+        states = _request_states(create=False)
+        if states is not None:
+            states.pop(self.name, None)
+
+    @property
+    def authorized(self) -> bool:
+        """Whether the current user has a token for this provider."""
+        return self.token is not None
+
+    @property
+    def session(self) -> ProviderSession:
+        """This request's :class:`~requests_oauthlib.OAuth2Session` with the current
+        user's token; built once per request."""
+        state = self._request()
+        if state.session is None:
+            token = self.token
+            ap = self._app_provider
+            state.session = ap.new_session(
+                token=token,
+                # requests-oauthlib's own auto refresh, should the token expire
+                # between our check and its own, lands in our single-flight
+                # refresh_token(); without auto refresh, TokenExpiredError is raised.
+                auto_refresh_url=ap.endpoint("token_url") if ap.auto_refresh else None,
+                token_updater=_saved_already if ap.auto_refresh else None,
+            )
+        return state.session
+
+    def request(self, method: str, url: str, **kwargs: t.Any) -> requests.Response:
+        """Call the provider's API as the current user. A relative ``url`` is joined
+        to ``api_base_url``. An expiring token is refreshed first.
+
+        :raises TokenMissing: the current user has no token for this provider.
+        :raises ReauthorizationRequired: the provider refused the refresh token.
+        """
+        session = self.session
+        if not session.token:
+            error = TokenMissing(
+                f"No {self.name} token is stored for the current user."
+            )
+            error.provider = self.name
+            raise error
+        base = self._app_provider.api_base_url
+        if base and not urlsplit(url).scheme:
+            url = urljoin(base, url)
+        try:
+            return session.request(method, url, **kwargs)
+        except requests.RequestException as e:
+            failure = translate_http_error(e)
+            failure.provider = self.name
+            raise failure from None
+        except OAuthClientError as e:
+            e.provider = self.name
+            raise
+
+    def get(self, url: str, **kwargs: t.Any) -> requests.Response:
+        """``GET`` :meth:`request`."""
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: t.Any) -> requests.Response:
+        """``POST`` :meth:`request`."""
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: str, **kwargs: t.Any) -> requests.Response:
+        """``PUT`` :meth:`request`."""
+        return self.request("PUT", url, **kwargs)
+
+    def patch(self, url: str, **kwargs: t.Any) -> requests.Response:
+        """``PATCH`` :meth:`request`."""
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: t.Any) -> requests.Response:
+        """``DELETE`` :meth:`request`."""
+        return self.request("DELETE", url, **kwargs)
+
+    def refresh_token(self) -> Token:
+        """Refresh the current user's token now, whether it expired or not.
+
+        :raises TokenMissing: the current user has no token for this provider.
+        """
+        session = self.session
+        if not session.token:
+            raise TokenMissing(f"No {self.name} token is stored for the current user.")
+        return session.refresh_token(force=True)
+
+    def login_url(self, next: str | None = None) -> str:
+        """The URL of this provider's login view."""
+        from flask import url_for
+
+        return url_for(f"{self.name}.login", next=next)

@@ -1,0 +1,107 @@
+"""Provider presets: what is known about a provider, as data.
+
+Each preset lives in its own module, ``flask_oauthclient.providers.<name>``, and
+defines ``PRESET``. ``oauth.register("google", client_id=..., client_secret=...)``
+loads the preset of that name; any keyword given to ``register`` overrides it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import typing as t
+from dataclasses import dataclass
+from dataclasses import field
+
+if t.TYPE_CHECKING:
+    import requests
+
+#: Maps a plain OAuth 2 provider's profile to OpenID Connect claim names. It is called
+#: with the provider's per-request session (the token is set), the API base URL and
+#: the request timeout, and returns at least ``sub``.
+ProfileMapper = t.Callable[["requests.Session", str, float], dict[str, t.Any]]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a preset knows about a provider. The fields that are also
+    ``register`` keywords supply that keyword's default.
+
+    .. versionadded:: 0.1
+    """
+
+    #: The name the preset is registered under (``"google"``).
+    name: str
+    #: The name shown to users (``"Google"``).
+    title: str
+    server_metadata_url: str | None = None
+    authorize_url: str | None = None
+    token_url: str | None = None
+    userinfo_url: str | None = None
+    jwks_uri: str | None = None
+    issuer: str | None = None
+    revocation_url: str | None = None
+    end_session_url: str | None = None
+    scope: tuple[str, ...] = ()
+    api_base_url: str | None = None
+    authorize_params: t.Mapping[str, str] = field(default_factory=dict)
+    #: ``"client_secret_basic"`` (the RFC 6749 default) or ``"client_secret_post"``.
+    token_endpoint_auth_method: str = "client_secret_basic"
+    #: How the scope list is joined in the authorization request.
+    scope_separator: str = " "
+    #: Whether the provider supports PKCE (RFC 7636); S256 is always used when so.
+    pkce: bool = True
+    #: Signing algorithms accepted for ID tokens.
+    id_token_algorithms: tuple[str, ...] = ("RS256",)
+    #: For plain OAuth 2 providers: builds the OpenID Connect claims.
+    profile: ProfileMapper | None = None
+    #: Where a developer registers the app and its callback URL.
+    console_url: str | None = None
+    #: Extra notes for the docs and ``flask oauth providers``.
+    notes: str = ""
+
+    def register_defaults(self) -> dict[str, t.Any]:
+        """The ``register`` keywords this preset supplies."""
+        keys = (
+            "server_metadata_url",
+            "authorize_url",
+            "token_url",
+            "userinfo_url",
+            "jwks_uri",
+            "issuer",
+            "revocation_url",
+            "end_session_url",
+            "api_base_url",
+        )
+        out: dict[str, t.Any] = {k: getattr(self, k) for k in keys}
+        out.update(
+            scope=list(self.scope),
+            authorize_params=dict(self.authorize_params),
+            token_endpoint_auth_method=self.token_endpoint_auth_method,
+            scope_separator=self.scope_separator,
+            pkce=self.pkce,
+            id_token_algorithms=list(self.id_token_algorithms),
+            profile=self.profile,
+            title=self.title,
+        )
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def get_preset(name: str) -> Preset | None:
+    """Return the preset called ``name``, or ``None`` if there is none."""
+    if not name.isidentifier() or name.startswith("_"):
+        return None
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"{__name__}.{name}":
+            return None
+        raise
+    return t.cast(Preset, module.PRESET)
+
+
+def preset_names() -> list[str]:
+    """The names of all presets shipped with the package."""
+    return sorted(
+        m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
+    )

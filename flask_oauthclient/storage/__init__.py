@@ -1,0 +1,21 @@
+"""Token storages: where each user's tokens are kept."""
+
+from __future__ import annotations
+
+from .base import BaseStorage
+from .base import CURRENT_USER
+from .base import Identity
+from .base import LockedToken
+from .base import Token
+from .memory import MemoryStorage
+from .session import SessionStorage
+
+__all__ = [
+    "CURRENT_USER",
+    "BaseStorage",
+    "Identity",
+    "LockedToken",
+    "MemoryStorage",
+    "SessionStorage",
+    "Token",
+]

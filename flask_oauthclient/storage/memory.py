@@ -1,0 +1,73 @@
+"""Tokens in a dict in this process: for tests and scripts."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+
+from .base import BaseStorage
+from .base import CURRENT_USER
+from .base import Identity
+from .base import Token
+
+
+class MemoryStorage(BaseStorage):
+    """Keep tokens in memory, per provider and user.
+
+    :param user: a callable that returns the current user's key (for example
+        ``lambda: current_user.get_id()``). Without it, one token per provider is
+        shared by every request, which is what a test of a single user wants.
+    :param tokens: initial tokens, ``{provider: token}`` for the shared user.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        user: t.Callable[[], t.Hashable] | None = None,
+        tokens: t.Mapping[str, Token] | None = None,
+    ) -> None:
+        self._user = user
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, t.Hashable], Token] = {}
+        self._identities: dict[tuple[str, t.Hashable], Identity] = {}
+        for provider, token in (tokens or {}).items():
+            self._tokens[(provider, None)] = dict(token)
+
+    def user_key(self, user: t.Any = CURRENT_USER) -> t.Hashable:
+        if user is not CURRENT_USER:
+            return t.cast(t.Hashable, user)
+        return self._user() if self._user is not None else None
+
+    def get(self, provider: str, *, user: t.Any = CURRENT_USER) -> Token | None:
+        with self._lock:
+            token = self._tokens.get((provider, self.user_key(user)))
+        return dict(token) if token is not None else None
+
+    def set(
+        self,
+        provider: str,
+        token: Token,
+        *,
+        user: t.Any = CURRENT_USER,
+        identity: Identity | None = None,
+    ) -> None:
+        key = (provider, self.user_key(user))
+        with self._lock:
+            self._tokens[key] = dict(token)
+            if identity is not None:
+                self._identities[key] = identity
+
+    def delete(self, provider: str, *, user: t.Any = CURRENT_USER) -> None:
+        key = (provider, self.user_key(user))
+        with self._lock:
+            self._tokens.pop(key, None)
+            self._identities.pop(key, None)
+
+    def find_user(self, provider: str, identity: Identity) -> t.Hashable | None:
+        """Return the key of the user whose token has this identity, or ``None``."""
+        with self._lock:
+            for (name, user), known in self._identities.items():
+                if name == provider and known == identity:
+                    return user
+        return None

@@ -1,0 +1,68 @@
+"""Tokens in the Flask session: the default storage, no database needed."""
+
+from __future__ import annotations
+
+import typing as t
+from contextlib import contextmanager
+
+from flask import session
+
+from .base import BaseStorage
+from .base import CURRENT_USER
+from .base import Identity
+from .base import LockedToken
+from .base import Token
+
+_KEY = "_oauthclient_tokens"
+
+
+class SessionStorage(BaseStorage):
+    """Keep each provider's token in the user's Flask session.
+
+    The session is a signed (not encrypted) cookie by default: the user can read the
+    token, and a browser cookie holds about 4 KB. The ID token is therefore not kept
+    (its verified claims were given to ``on_login`` already). Use
+    :class:`~flask_oauthclient.sqla.SQLAlchemyStorage` to keep tokens server-side.
+
+    Two concurrent requests of one browser each carry their own copy of the cookie;
+    a refresh made by one is shared with the other through the in-process refresh
+    cache (see :doc:`/refresh`), not through this storage.
+
+    .. versionadded:: 0.1
+    """
+
+    def get(self, provider: str, *, user: t.Any = CURRENT_USER) -> Token | None:
+        tokens = session.get(_KEY)
+        if not tokens:
+            return None
+        token = tokens.get(provider)
+        return dict(token) if token else None
+
+    def set(
+        self,
+        provider: str,
+        token: Token,
+        *,
+        user: t.Any = CURRENT_USER,
+        identity: Identity | None = None,
+    ) -> None:
+        tokens = dict(session.get(_KEY) or {})
+        tokens[provider] = {k: v for k, v in token.items() if k != "id_token"}
+        session[_KEY] = tokens
+
+    def delete(self, provider: str, *, user: t.Any = CURRENT_USER) -> None:
+        tokens = dict(session.get(_KEY) or {})
+        if tokens.pop(provider, None) is not None:
+            session[_KEY] = tokens
+
+    @contextmanager
+    def lock(
+        self, provider: str, *, user: t.Any = CURRENT_USER
+    ) -> t.Iterator[LockedToken]:
+        # The session belongs to this request alone: there is nothing to lock here.
+        # Concurrent refreshes of one browser are joined by the refresh cache.
+        yield LockedToken(
+            self.get(provider),
+            lambda token: self.set(provider, token),
+            lambda: self.delete(provider),
+        )

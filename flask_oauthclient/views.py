@@ -1,0 +1,246 @@
+"""The per-provider blueprint: ``/login/<name>`` and its callback."""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from flask import Blueprint
+from flask import current_app
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import Response
+from flask import session
+from flask import url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from . import flow
+from . import signals
+from .errors import AuthorizationDenied
+from .errors import CallbackError
+from .errors import ConfigurationError
+from .errors import LoginRefused
+from .errors import OAuthClientError
+from .errors import StorageError
+from .errors import TokenError
+
+if t.TYPE_CHECKING:
+    from .extension import _State
+    from .provider import Provider
+
+log = logging.getLogger("flask_oauthclient")
+
+#: Longest ``code`` accepted from the provider.
+_MAX_CODE_LENGTH = 2048
+
+
+def make_blueprint(provider: Provider, url_prefix: str) -> Blueprint:
+    """The blueprint of one provider, named after it."""
+    bp = Blueprint(
+        provider.name,
+        __name__,
+        url_prefix=f"{url_prefix}/{provider.name}",
+        template_folder="templates",
+    )
+
+    def login() -> ResponseReturnValue:
+        return _login(provider)
+
+    def authorized() -> ResponseReturnValue:
+        return _authorized(provider)
+
+    bp.add_url_rule("", "login", login, methods=["GET", "POST"])
+    bp.add_url_rule("/authorized", "authorized", authorized, methods=["GET"])
+    return bp
+
+
+def _state() -> _State:
+    return t.cast("_State", current_app.extensions["oauthclient"])
+
+
+def _login(provider: Provider) -> ResponseReturnValue:
+    state = _state()
+    ap = state.providers[provider.name]
+    next_url = flow.safe_next(request.values.get("next"), state.login_redirect)
+    pending = flow.begin(
+        provider.name,
+        next_url,
+        pkce=ap.pkce,
+        nonce=ap.is_oidc,
+        ttl=state.state_ttl,
+        max_pending=state.max_pending,
+    )
+    redirect_uri = url_for(f"{provider.name}.authorized", _external=True)
+    return redirect(ap.authorization_url(pending, redirect_uri))
+
+
+def _authorized(provider: Provider) -> ResponseReturnValue:
+    state = _state()
+    ap = state.providers[provider.name]
+    args = request.args
+    try:
+        pending = flow.complete(provider.name, args.getlist("state"))
+        if "error" in args:
+            raise AuthorizationDenied(
+                args.get("error", "")[:64], args.get("error_description")
+            )
+        codes = args.getlist("code")
+        if len(codes) != 1 or not codes[0] or len(codes[0]) > _MAX_CODE_LENGTH:
+            raise CallbackError(
+                "invalid_code", "The callback needs exactly one authorization code."
+            )
+        endpoints = ap.endpoints()
+        from .oidc import check_authorization_response_iss
+
+        issuers = args.getlist("iss")
+        if len(issuers) > 1:
+            raise CallbackError("duplicate_iss", "The callback repeats iss.")
+        if endpoints.get("issuer"):
+            check_authorization_response_iss(
+                issuers[0] if issuers else None,
+                issuer=endpoints["issuer"],
+                required=bool(endpoints.get("iss_parameter_supported")),
+            )
+        redirect_uri = url_for(f"{provider.name}.authorized", _external=True)
+        token = ap.fetch_token(codes[0], pending, redirect_uri)
+        identity, userinfo = ap.identify(token, pending.nonce)
+        result = state.ext.handle_login(provider, token, userinfo)
+        if isinstance(result, (Response, HTTPException)) or (
+            isinstance(result, tuple) and result
+        ):
+            return current_app.make_response(result)
+        if result is None:
+            raise LoginRefused("The on_login handler refused the login.")
+        user = None if result is ... else result
+        _save_token(state, provider, token, identity, user)
+        if user is not None:
+            _log_in(user)
+    except OAuthClientError as e:
+        signals.oauth_error.send(provider, error=e)
+        raise
+    signals.oauth_authorized.send(provider, token=token, userinfo=userinfo, user=user)
+    return redirect(pending.next_url)
+
+
+def _save_token(
+    state: _State,
+    provider: Provider,
+    token: dict[str, t.Any],
+    identity: t.Any,
+    user: t.Any,
+) -> None:
+    from .storage.base import CURRENT_USER
+
+    try:
+        state.storage.set(
+            provider.name,
+            token,
+            user=CURRENT_USER if user is None else user,
+            identity=identity,
+        )
+    except OAuthClientError:
+        raise
+    except Exception:
+        log.exception("Saving the %s token failed.", provider.name)
+        raise StorageError("The token could not be saved.") from None
+    provider._forget()
+
+
+def _log_in(user: t.Any) -> None:
+    """Log ``user`` in with Flask-Login on a fresh session (no session fixation):
+    everything but the other tabs' pending logins is dropped."""
+    from flask_login import login_user
+
+    if not hasattr(current_app, "login_manager"):
+        raise ConfigurationError(
+            "on_login returned a user, but Flask-Login's LoginManager is not set up "
+            "on this app: call login_manager.init_app(app)."
+        )
+    pending = flow.keep_pending()
+    tokens = session.get("_oauthclient_tokens")
+    session.clear()
+    regenerate = getattr(current_app.session_interface, "regenerate", None)
+    if callable(regenerate):
+        regenerate(session)
+    if pending:
+        session["_oauthclient_pending"] = pending
+    if tokens:
+        session["_oauthclient_tokens"] = tokens
+    if not login_user(user):
+        raise LoginRefused("Flask-Login refused to log the user in (inactive user).")
+
+
+def _wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" or request.is_json
+
+
+def render_error(error: OAuthClientError) -> t.Any:
+    """The app-wide handler of :class:`OAuthClientError`: a clear page (or JSON for
+    API clients) with the error's status, never a traceback or provider text.
+
+    A token error in a browser request sends the user back through the login of
+    that provider, with ``next`` set to the current page.
+    """
+    if isinstance(error, ConfigurationError):
+        raise error
+    provider_name = _provider_of(error)
+    if (
+        isinstance(error, TokenError)
+        and provider_name
+        and request.method == "GET"
+        and not _wants_json()
+        and not request.path.startswith(_state().url_prefix + "/")
+    ):
+        return redirect(url_for(f"{provider_name}.login", next=_current_path()))
+    log.info("OAuth error %s: %s", type(error).__name__, error)
+    body = {
+        "error": getattr(error, "reason", None) or _snake(type(error).__name__),
+        "error_description": error.description,
+    }
+    if _wants_json():
+        return jsonify(body), error.status_code
+    retry = url_for(f"{provider_name}.login") if provider_name else None
+    return (
+        render_template(
+            "oauthclient/error.html",
+            error=error,
+            title=_TITLES.get(error.status_code, "Login failed"),
+            description=error.description,
+            retry_url=retry,
+        ),
+        error.status_code,
+    )
+
+
+_TITLES = {
+    400: "Login failed",
+    401: "Please log in again",
+    403: "Login refused",
+    404: "Unknown login provider",
+    502: "Provider error",
+    503: "Provider unavailable",
+    504: "Provider timeout",
+}
+
+
+def _provider_of(error: OAuthClientError) -> str | None:
+    name = getattr(error, "provider", None)
+    if name:
+        return str(name)
+    bp = request.blueprints[0] if request.blueprints else None
+    state = _state()
+    return bp if bp in state.providers else None
+
+
+def _current_path() -> str:
+    path = request.full_path if request.query_string else request.path
+    return path
+
+
+def _snake(name: str) -> str:
+    out = "".join("_" + c.lower() if c.isupper() else c for c in name)
+    return out.lstrip("_")
