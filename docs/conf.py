@@ -9,17 +9,11 @@ version = release
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.intersphinx",
     "pallets_sphinx_themes",
 ]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_preserve_defaults = True
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3/", None),
-}
-# The build runs without network access: keep intersphinx inventories optional.
-intersphinx_disabled_reftypes = ["*"]
 nitpicky = False
 
 html_theme = "flask"

@@ -9,22 +9,22 @@ import typing as t
 
 import pytest
 import requests
-from flask import Flask
-from flask import jsonify
-from flask import request
-from flask.testing import FlaskClient
-from flask_oauthclient import OAuth
-from flask_oauthclient import TokenExpiredError
-from flask_oauthclient.signals import token_refreshed
-from flask_oauthclient.signals import token_revoked
-from flask_oauthclient.storage import MemoryStorage
-from werkzeug.serving import make_server
-
 from fakes import CLIENT_ID
 from fakes import CLIENT_SECRET
 from fakes import FakeIdP
 from fakes import ISSUER
 from fakes import response
+from flask import Flask
+from flask import jsonify
+from flask import request
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from flask_oauthclient import OAuth
+from flask_oauthclient import TokenExpiredError
+from flask_oauthclient.signals import token_refreshed
+from flask_oauthclient.signals import token_revoked
+from flask_oauthclient.storage import MemoryStorage
 
 
 class CountingStorage(MemoryStorage):

@@ -11,17 +11,17 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from flask import Flask
-from flask.testing import FlaskClient
-from flask_oauthclient import OAuth
-from flask_oauthclient.signals import oauth_error
-from flask_oauthclient.storage import MemoryStorage
-
 from fakes import CLIENT_ID
 from fakes import CLIENT_SECRET
 from fakes import FakeIdP
 from fakes import ISSUER
 from fakes import response
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flask_oauthclient import OAuth
+from flask_oauthclient.signals import oauth_error
+from flask_oauthclient.storage import MemoryStorage
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
+
 from flask_oauthclient import ConfigurationError
 from flask_oauthclient import InsecureTransportError
 from flask_oauthclient import OAuth

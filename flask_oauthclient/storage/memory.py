@@ -35,9 +35,11 @@ class MemoryStorage(BaseStorage):
             self._tokens[(provider, None)] = dict(token)
 
     def user_key(self, user: t.Any = CURRENT_USER) -> t.Hashable:
-        if user is not CURRENT_USER:
-            return t.cast(t.Hashable, user)
-        return self._user() if self._user is not None else None
+        if user is CURRENT_USER:
+            return self._user() if self._user is not None else None
+        # A Flask-Login user is keyed by its id, like the current user usually is.
+        get_id = getattr(user, "get_id", None)
+        return t.cast(t.Hashable, get_id() if callable(get_id) else user)
 
     def get(self, provider: str, *, user: t.Any = CURRENT_USER) -> Token | None:
         with self._lock:
