@@ -285,6 +285,9 @@ class _SingleFlightCache(Generic[T]):
         self._entry: _Entry[T] | None = None
         self._attempts = 0
         self._failure: _Failure | None = None
+        # Only forced loads are rate limited: the first load and those after the
+        # TTL do not delay a refetch for a rotated key.
+        self._last_forced = -math.inf
 
     def get(self, http: requests.Session, timeout: float) -> _Entry[T]:
         entry = self._entry
@@ -308,7 +311,6 @@ class _SingleFlightCache(Generic[T]):
         *,
         seen: _Entry[T],
         min_interval: float,
-        last_forced: list[float],
     ) -> _Entry[T] | None:
         """Load again although the value has not expired, unless another caller did
         so since ``seen`` was read or the last forced load is under ``min_interval``
@@ -319,9 +321,9 @@ class _SingleFlightCache(Generic[T]):
                 if self._clock() < entry.expires_at:
                     return entry
             now = self._clock()
-            if now - last_forced[0] < min_interval:
+            if now - self._last_forced < min_interval:
                 return None
-            last_forced[0] = now
+            self._last_forced = now
             return self._load_locked(http, timeout, serve_stale=False)
 
     def _load_locked(
@@ -548,7 +550,7 @@ class _JWK:
         if key is None:
             try:
                 key = jwt.PyJWK(self.data, algorithm=alg)
-            except jwt.PyJWTError as exc:
+            except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
                 raise InvalidIDToken(
                     "invalid_key", f"The provider's key {self.kid!r} is unusable: {exc}"
                 ) from exc
@@ -625,7 +627,6 @@ class JWKSCache:
     ) -> None:
         self.jwks_uri = jwks_uri
         self._min_refetch_interval = min_refetch_interval
-        self._last_forced = [-math.inf]
         self._cache: _SingleFlightCache[tuple[_JWK, ...]] = _SingleFlightCache(
             self._load, ttl=ttl, retry_interval=retry_interval, clock=clock
         )
@@ -669,7 +670,6 @@ class JWKSCache:
                 timeout,
                 seen=entry,
                 min_interval=self._min_refetch_interval,
-                last_forced=self._last_forced,
             )
             if newer is not None:
                 key = self._select(newer.value, kid, alg)

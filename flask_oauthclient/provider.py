@@ -183,10 +183,6 @@ class AppProvider:
             found["iss_parameter_supported"] = bool(
                 document.get("authorization_response_iss_parameter_supported")
             )
-            if not self.id_token_algorithms and document.get(
-                "id_token_signing_alg_values_supported"
-            ):
-                found["id_token_algorithms"] = ["RS256"]
         found.update(self.explicit)
         for key in ("authorize_url", "token_url", "userinfo_url", "jwks_uri"):
             if found.get(key):
@@ -309,9 +305,7 @@ class AppProvider:
                 issuer=self.endpoint("issuer"),
                 client_id=t.cast(str, self.client_id),
                 jwks=self.jwks() if endpoints.get("jwks_uri") else None,
-                algorithms=endpoints.get("id_token_algorithms")
-                or self.id_token_algorithms
-                or ["RS256"],
+                algorithms=self.id_token_algorithms or ["RS256"],
                 client_secret=self.client_secret,
                 nonce=nonce,
                 access_token=token.get("access_token"),
