@@ -8,6 +8,7 @@ from urllib.parse import quote
 from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
+import jwt
 import requests
 from flask import current_app
 from flask import g
@@ -23,6 +24,7 @@ from . import signals
 from .errors import CallbackError
 from .errors import ConfigurationError
 from .errors import InsecureTransportError
+from .errors import InvalidIDToken
 from .errors import OAuthClientError
 from .errors import ProviderError
 from .errors import TokenMissing
@@ -342,6 +344,42 @@ class AppProvider:
         claims = {**userinfo, "iss": issuer, "sub": str(userinfo["sub"])}
         return Identity(issuer, claims["sub"]), claims
 
+    def check_refreshed_id_token(self, current: Token, new: Token) -> None:
+        """OpenID Connect Core §12.2: a refreshed ID token is verified like the first
+        and must name the same issuer, subject and audience.
+
+        :raises ProviderError: the refreshed ID token failed a check; the caller keeps
+            the stored token.
+        """
+        original_token = current.get("id_token")
+        # Verified at login; only its claims are compared here.
+        original: dict[str, t.Any] = (
+            jwt.decode(original_token, options={"verify_signature": False})
+            if isinstance(original_token, str)
+            else {}
+        )
+        try:
+            refreshed = oidc.validate_id_token(
+                new["id_token"],
+                http=self.http,
+                timeout=self.state.timeout,
+                issuer=self.endpoint("issuer"),
+                client_id=t.cast(str, self.client_id),
+                jwks=self.jwks(),
+                algorithms=self.id_token_algorithms or ["RS256"],
+                client_secret=self.client_secret,
+                nonce=original.get("nonce"),
+                nonce_required=False,
+                access_token=new.get("access_token"),
+                leeway=self.state.id_token_leeway,
+            )
+            if original:
+                oidc.validate_refreshed_id_token(original, refreshed)
+        except InvalidIDToken as e:
+            raise ProviderError(
+                f"The refreshed ID token failed verification: {e.reason}"
+            ) from None
+
 
 def _origin(url: str) -> str:
     parts = urlsplit(url)
@@ -435,7 +473,9 @@ class ProviderSession(PooledOAuth2Session):
             merged = dict(new)
             # RFC 6749 §6: the provider may keep the refresh token; keep ours then.
             merged.setdefault("refresh_token", current["refresh_token"])
-            if "id_token" not in merged and "id_token" in current:
+            if "id_token" in merged:
+                ap.check_refreshed_id_token(current, merged)
+            elif "id_token" in current:
                 merged["id_token"] = current["id_token"]
             return merged
 

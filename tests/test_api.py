@@ -317,3 +317,22 @@ def test_manual_refresh_style(idp: FakeIdP, storage: CountingStorage) -> None:
         assert new["access_token"] != old["access_token"]
         assert oauth.corp.get("me").json() == {"token": new["access_token"]}
     assert storage.get("corp", user="alice") == new
+
+
+def test_refreshed_id_token_for_another_subject_is_refused(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    idp.id_token_claims = {"sub": "someone-else"}
+    r = client.get("/me", headers={"X-User": "alice", "Accept": "application/json"})
+    assert r.status_code == 502
+    assert storage.get("corp", user="alice") == old
+
+
+def test_refreshed_id_token_is_verified_and_kept(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    assert client.get("/me", headers={"X-User": "alice"}).status_code == 200
+    new = storage.get("corp", user="alice")
+    assert new is not None and new["id_token"] != old["id_token"]
