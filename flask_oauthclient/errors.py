@@ -139,3 +139,11 @@ class StorageError(OAuthClientError):
 
     status_code = 503
     description = "The service is temporarily unavailable. Please try again later."
+
+
+class CSRFError(OAuthClientError):
+    """A state-changing request (logout, linking) came without the session's CSRF
+    token: most likely another site tried to make the browser send it."""
+
+    status_code = 400
+    description = "The request could not be verified. Please go back and try again."

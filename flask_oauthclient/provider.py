@@ -3,8 +3,10 @@ request's session."""
 
 from __future__ import annotations
 
+import logging
 import typing as t
 from urllib.parse import quote
+from urllib.parse import urlencode
 from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ from flask import g
 from flask import has_app_context
 from flask import has_request_context
 from flask import request
+from flask import url_for
 from oauthlib.oauth2 import OAuth2Error
 from requests.auth import HTTPBasicAuth
 
@@ -42,6 +45,8 @@ if t.TYPE_CHECKING:
     from .extension import _State
     from .extension import OAuth
     from .providers import ProfileMapper
+
+log = logging.getLogger("flask_oauthclient")
 
 #: ``register`` keywords and their defaults.
 REGISTER_DEFAULTS: dict[str, t.Any] = {
@@ -343,6 +348,60 @@ class AppProvider:
         issuer = endpoints.get("issuer") or _origin(self.endpoint("authorize_url"))
         claims = {**userinfo, "iss": issuer, "sub": str(userinfo["sub"])}
         return Identity(issuer, claims["sub"]), claims
+
+    def revoke(self, token: Token) -> bool:
+        """Send RFC 7009 revocation requests for ``token``'s refresh and access
+        tokens. Failures are logged, never raised: revocation is best effort."""
+        url = self.endpoints().get("revocation_url")
+        if not url:
+            return False
+        auth = self.client_auth()
+        data: dict[str, t.Any] = {}
+        if "include_client_id" in auth:
+            data = {"client_id": self.client_id, "client_secret": self.client_secret}
+            auth = {}
+        confirmed = True
+        for hint in ("refresh_token", "access_token"):
+            value = token.get(hint)
+            if not value:
+                continue
+            try:
+                response = self.http.post(
+                    url,
+                    data={"token": value, "token_type_hint": hint, **data},
+                    timeout=self.state.timeout,
+                    **auth,
+                )
+                response.close()
+            except requests.RequestException as e:
+                log.warning("Revoking the %s %s failed: %s", self.name, hint, type(e))
+                confirmed = False
+                continue
+            if response.status_code != 200:
+                log.warning(
+                    "The %s revocation endpoint answered HTTP %s for the %s.",
+                    self.name,
+                    response.status_code,
+                    hint,
+                )
+                confirmed = False
+        return confirmed
+
+    def end_session_url(
+        self, token: Token | None, post_logout_redirect_uri: str | None
+    ) -> str | None:
+        """The OpenID RP-initiated logout URL, or ``None`` without an
+        ``end_session_endpoint``."""
+        url = self.endpoints().get("end_session_url")
+        if not url:
+            return None
+        params: dict[str, str] = {"client_id": t.cast(str, self.client_id)}
+        if token and isinstance(token.get("id_token"), str):
+            params["id_token_hint"] = token["id_token"]
+        if post_logout_redirect_uri:
+            params["post_logout_redirect_uri"] = post_logout_redirect_uri
+        separator = "&" if "?" in url else "?"
+        return f"{url}{separator}{urlencode(params)}"
 
     def check_refreshed_id_token(self, current: Token, new: Token) -> None:
         """OpenID Connect Core §12.2: a refreshed ID token is verified like the first
@@ -698,6 +757,24 @@ class Provider:
 
     def login_url(self, next: str | None = None) -> str:
         """The URL of this provider's login view."""
-        from flask import url_for
-
         return url_for(f"{self.name}.login", next=next)
+
+    def revoke_token(self) -> bool:
+        """Revoke the current user's token at the provider (RFC 7009) and delete it
+        from the storage, whatever the provider answers.
+
+        The refresh token is revoked first (that ends the grant at most providers),
+        then the access token.
+
+        :return: whether the provider confirmed every revocation; ``False`` when it
+            has no revocation endpoint, failed, or could not be reached.
+        """
+        token = self.token
+        if token is None:
+            return False
+        ap = self._app_provider
+        confirmed = ap.revoke(token)
+        self.storage.delete(self.name)
+        self._forget()
+        _send(signals.token_revoked, self, reason="logout")
+        return confirmed

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import typing as t
+from urllib.parse import urljoin
 
 from flask import Blueprint
 from flask import current_app
@@ -22,6 +24,7 @@ from . import signals
 from .errors import AuthorizationDenied
 from .errors import CallbackError
 from .errors import ConfigurationError
+from .errors import CSRFError
 from .errors import LoginRefused
 from .errors import OAuthClientError
 from .errors import StorageError
@@ -32,6 +35,8 @@ if t.TYPE_CHECKING:
     from .provider import Provider
 
 log = logging.getLogger("flask_oauthclient")
+
+_CSRF_KEY = "_oauthclient_csrf"
 
 #: Longest ``code`` accepted from the provider.
 _MAX_CODE_LENGTH = 2048
@@ -55,6 +60,46 @@ def make_blueprint(provider: Provider, url_prefix: str) -> Blueprint:
     bp.add_url_rule("", "login", login, methods=["GET", "POST"])
     bp.add_url_rule("/authorized", "authorized", authorized, methods=["GET"])
     return bp
+
+
+def make_site_blueprint(state: _State) -> Blueprint:
+    """The blueprint of what is not one provider's: the logout view."""
+    bp = Blueprint("oauthclient", __name__, template_folder="templates")
+    if state.logout_url:
+        bp.add_url_rule(state.logout_url, "logout", _logout, methods=["POST"])
+    return bp
+
+
+def csrf_token() -> str:
+    """The session's CSRF token for the extension's POST views (logout). Put it in
+    a form field named ``csrf_token`` or an ``X-CSRF-Token`` header. In templates it
+    is ``oauthclient_csrf_token()``."""
+    token = session.get(_CSRF_KEY)
+    if not isinstance(token, str):
+        token = session[_CSRF_KEY] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    """Refuse a state-changing request without the session's CSRF token."""
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    expected = session.get(_CSRF_KEY)
+    if not isinstance(expected, str) or not secrets.compare_digest(
+        sent.encode("utf-8", "replace"), expected.encode("utf-8")
+    ):
+        raise CSRFError("The CSRF token is missing or wrong.")
+
+
+def _logout() -> ResponseReturnValue:
+    state = _state()
+    check_csrf()
+    next_url = flow.safe_next(request.form.get("next"), state.logout_redirect)
+    end_session = request.form.get("end_session")
+    target = state.ext.logout(
+        end_session=end_session,
+        post_logout_redirect_uri=urljoin(request.host_url, next_url),
+    )
+    return redirect(target or next_url)
 
 
 def _state() -> _State:
