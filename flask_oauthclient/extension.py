@@ -9,6 +9,7 @@ from dataclasses import field
 
 from flask import current_app
 from flask import Flask
+from flask import session
 
 from .errors import ConfigurationError
 from .errors import OAuthClientError
@@ -35,6 +36,9 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
     "OAUTHCLIENT_ID_TOKEN_LEEWAY": 60,
     "OAUTHCLIENT_METADATA_TTL": 3600,
     "OAUTHCLIENT_POOL_MAXSIZE": 10,
+    "OAUTHCLIENT_LOGOUT_URL": "/logout",
+    "OAUTHCLIENT_LOGOUT_REDIRECT": "/",
+    "OAUTHCLIENT_REVOKE_ON_LOGOUT": True,
 }
 
 
@@ -55,6 +59,9 @@ class _State:
     id_token_leeway: float
     metadata_ttl: float
     pool_maxsize: int
+    logout_url: str | None
+    logout_redirect: str
+    revoke_on_logout: bool
     providers: dict[str, AppProvider] = field(default_factory=dict)
 
 
@@ -103,6 +110,8 @@ class OAuth:
                 f"Provider name {name!r} must be a Python identifier (it names a "
                 "blueprint and an attribute)."
             )
+        if name == "oauthclient":
+            raise ValueError("The provider name 'oauthclient' is reserved.")
         if name in self._configs:
             raise ValueError(f"A provider named {name!r} is already registered.")
         if self._initialized:
@@ -187,6 +196,9 @@ class OAuth:
             id_token_leeway=float(config["OAUTHCLIENT_ID_TOKEN_LEEWAY"]),
             metadata_ttl=float(config["OAUTHCLIENT_METADATA_TTL"]),
             pool_maxsize=int(config["OAUTHCLIENT_POOL_MAXSIZE"]),
+            logout_url=config["OAUTHCLIENT_LOGOUT_URL"] or None,
+            logout_redirect=config["OAUTHCLIENT_LOGOUT_REDIRECT"],
+            revoke_on_logout=bool(config["OAUTHCLIENT_REVOKE_ON_LOGOUT"]),
         )
         if state.insecure_transport:
             # oauthlib checks this process-wide variable itself; our own per-app
@@ -195,14 +207,20 @@ class OAuth:
         for name, provider_config in self._configs.items():
             state.providers[name] = AppProvider(name, provider_config, state)
 
+        from .cli import oauth_cli
+        from .views import csrf_token
         from .views import make_blueprint
+        from .views import make_site_blueprint
         from .views import render_error
 
         for name in self._configs:
             app.register_blueprint(
                 make_blueprint(self.providers[name], state.url_prefix)
             )
+        app.register_blueprint(make_site_blueprint(state))
+        app.jinja_env.globals["oauthclient_csrf_token"] = csrf_token
         app.register_error_handler(OAuthClientError, render_error)
+        app.cli.add_command(oauth_cli)
         app.extensions["oauthclient"] = state
         self._initialized = True
 
@@ -215,6 +233,46 @@ class OAuth:
                 "oauth.init_app(app) in your app factory."
             )
         return t.cast(_State, state)
+
+    def logout(
+        self,
+        *,
+        revoke: bool | None = None,
+        end_session: str | None = None,
+        post_logout_redirect_uri: str | None = None,
+    ) -> str | None:
+        """Log the current user out: revoke (RFC 7009) and delete their token of
+        every provider, log them out of Flask-Login, and clear the session.
+
+        :param revoke: revoke at the provider before deleting; the default is
+            ``OAUTHCLIENT_REVOKE_ON_LOGOUT``. Local deletion happens either way.
+        :param end_session: the name of a provider to log out of too (OpenID
+            RP-initiated logout), if it has an ``end_session_endpoint``.
+        :param post_logout_redirect_uri: where that provider sends the user back.
+        :return: the provider's logout URL to redirect to, or ``None``.
+        """
+        state = self._get_state()
+        if revoke is None:
+            revoke = state.revoke_on_logout
+        target: str | None = None
+        for provider in self:
+            token = provider.token
+            if token is None:
+                continue
+            if end_session == provider.name:
+                target = state.providers[provider.name].end_session_url(
+                    token, post_logout_redirect_uri
+                )
+            if revoke:
+                provider.revoke_token()
+            else:
+                provider.token = None
+        if hasattr(current_app, "login_manager"):
+            from flask_login import logout_user
+
+            logout_user()
+        session.clear()
+        return target
 
     def handle_login(
         self, provider: Provider, token: dict[str, t.Any], userinfo: dict[str, t.Any]
