@@ -10,6 +10,8 @@ from . import signals
 from .errors import AuthorizationDenied
 from .errors import CallbackError
 from .errors import ConfigurationError
+from .errors import CSRFError
+from .errors import IdentityInUse
 from .errors import InsecureTransportError
 from .errors import InvalidIDToken
 from .errors import LoginRefused
@@ -22,6 +24,7 @@ from .errors import StorageError
 from .errors import TokenError
 from .errors import TokenMissing
 from .errors import UnknownProviderError
+from .errors import UserRequired
 from .extension import OAuth
 from .provider import Provider
 from .storage import BaseStorage
@@ -33,6 +36,8 @@ __all__ = [
     "BaseStorage",
     "CallbackError",
     "ConfigurationError",
+    "CSRFError",
+    "IdentityInUse",
     "InsecureTransportError",
     "InvalidIDToken",
     "LoginRefused",
@@ -51,5 +56,6 @@ __all__ = [
     "TokenMissing",
     "TokenUpdated",
     "UnknownProviderError",
+    "UserRequired",
     "signals",
 ]

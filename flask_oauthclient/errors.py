@@ -147,3 +147,24 @@ class CSRFError(OAuthClientError):
 
     status_code = 400
     description = "The request could not be verified. Please go back and try again."
+
+
+class UserRequired(TokenError):
+    """A token was to be stored, but no user is logged in (or the ``user`` given is
+    anonymous). Nothing was written.
+
+    .. versionadded:: 0.1
+    """
+
+    description = "You need to log in first."
+
+
+class IdentityInUse(OAuthClientError):
+    """The provider identity ``(issuer, subject)`` of the token is already linked to
+    another user of this app. Nothing was written.
+
+    .. versionadded:: 0.1
+    """
+
+    status_code = 409
+    description = "This account is already linked to another user."

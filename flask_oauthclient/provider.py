@@ -70,6 +70,9 @@ REGISTER_DEFAULTS: dict[str, t.Any] = {
     "profile": None,
     "title": None,
     "auto_refresh": True,
+    "nonce": True,
+    "tenant_placeholder": None,
+    "headers": None,
 }
 
 _ENDPOINT_KEYS = {
@@ -134,11 +137,16 @@ class AppProvider:
         self.profile: ProfileMapper | None = config["profile"]
         self.auto_refresh: bool = bool(config["auto_refresh"])
         self.is_oidc = "openid" in self.scope
+        #: Whether a nonce is sent (LinkedIn's ID tokens leave it out).
+        self.nonce: bool = self.is_oidc and bool(config["nonce"])
+        self.tenant_placeholder: str | None = config["tenant_placeholder"]
+        self.headers: dict[str, str] = dict(config["headers"] or {})
         self.explicit = {
             key: config[key] for key in _ENDPOINT_KEYS if config[key] is not None
         }
         self.adapter = make_adapter(state.pool_maxsize)
         self.http = requests.Session()
+        self.http.headers.update(self.headers)
         self.http.mount("https://", self.adapter)
         self.http.mount("http://", self.adapter)
         self.metadata = (
@@ -222,6 +230,8 @@ class AppProvider:
             timeout=self.state.timeout,
             **kwargs,
         )
+        if self.headers:
+            session.headers.update(self.headers)
         return session
 
     def authorization_url(self, pending: PendingLogin, redirect_uri: str) -> str:
@@ -305,18 +315,8 @@ class AppProvider:
                 raise ProviderError(
                     "The provider sent no ID token for an openid login."
                 )
-            id_claims = oidc.validate_id_token(
-                id_token,
-                http=self.http,
-                timeout=timeout,
-                issuer=self.endpoint("issuer"),
-                client_id=t.cast(str, self.client_id),
-                jwks=self.jwks() if endpoints.get("jwks_uri") else None,
-                algorithms=self.id_token_algorithms or ["RS256"],
-                client_secret=self.client_secret,
-                nonce=nonce,
-                access_token=token.get("access_token"),
-                leeway=self.state.id_token_leeway,
+            id_claims = self.validate_id_token(
+                id_token, nonce=nonce, access_token=token.get("access_token")
             )
         session = self.new_session(token=token)
         userinfo: dict[str, t.Any] | None = None
@@ -403,6 +403,39 @@ class AppProvider:
         separator = "&" if "?" in url else "?"
         return f"{url}{separator}{urlencode(params)}"
 
+    def validate_id_token(
+        self,
+        id_token: str,
+        *,
+        nonce: str | None,
+        access_token: str | None,
+        nonce_required: bool = True,
+    ) -> dict[str, t.Any]:
+        """Verify an ID token of this provider (OpenID Connect Core §3.1.3.7)."""
+        issuer = self.endpoint("issuer")
+        placeholder = self.tenant_placeholder
+        return oidc.validate_id_token(
+            id_token,
+            http=self.http,
+            timeout=self.state.timeout,
+            issuer=issuer,
+            client_id=t.cast(str, self.client_id),
+            jwks=self.jwks() if self.endpoints().get("jwks_uri") else None,
+            algorithms=self.id_token_algorithms or ["RS256"],
+            client_secret=self.client_secret,
+            nonce=nonce,
+            nonce_required=nonce_required,
+            access_token=access_token,
+            leeway=self.state.id_token_leeway,
+            issuer_matcher=oidc.tenant_issuer_matcher(issuer, placeholder=placeholder)
+            if placeholder and placeholder in issuer
+            else None,
+        )
+
+    def is_tenant_template(self, issuer: str) -> bool:
+        """Whether ``issuer`` is a multi-tenant template (Microsoft's)."""
+        return bool(self.tenant_placeholder and self.tenant_placeholder in issuer)
+
     def check_refreshed_id_token(self, current: Token, new: Token) -> None:
         """OpenID Connect Core §12.2: a refreshed ID token is verified like the first
         and must name the same issuer, subject and audience.
@@ -418,19 +451,11 @@ class AppProvider:
             else {}
         )
         try:
-            refreshed = oidc.validate_id_token(
+            refreshed = self.validate_id_token(
                 new["id_token"],
-                http=self.http,
-                timeout=self.state.timeout,
-                issuer=self.endpoint("issuer"),
-                client_id=t.cast(str, self.client_id),
-                jwks=self.jwks(),
-                algorithms=self.id_token_algorithms or ["RS256"],
-                client_secret=self.client_secret,
                 nonce=original.get("nonce"),
                 nonce_required=False,
                 access_token=new.get("access_token"),
-                leeway=self.state.id_token_leeway,
             )
             if original:
                 oidc.validate_refreshed_id_token(original, refreshed)
@@ -754,6 +779,15 @@ class Provider:
         if not session.token:
             raise TokenMissing(f"No {self.name} token is stored for the current user.")
         return session.refresh_token(force=True)
+
+    def find_user(self, userinfo: t.Mapping[str, t.Any]) -> t.Any | None:
+        """The user who logged in with this provider identity before, or ``None``.
+
+        Call it from ``on_login`` with the ``userinfo`` it was given: a returning
+        user is recognized by the provider's ``(iss, sub)``, never by email.
+        """
+        identity = Identity(str(userinfo["iss"]), str(userinfo["sub"]))
+        return self.storage.find_user(self.name, identity)
 
     def login_url(self, next: str | None = None) -> str:
         """The URL of this provider's login view."""

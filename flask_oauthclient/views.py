@@ -114,7 +114,7 @@ def _login(provider: Provider) -> ResponseReturnValue:
         provider.name,
         next_url,
         pkce=ap.pkce,
-        nonce=ap.is_oidc,
+        nonce=ap.nonce,
         ttl=state.state_ttl,
         max_pending=state.max_pending,
     )
@@ -143,7 +143,9 @@ def _authorized(provider: Provider) -> ResponseReturnValue:
         issuers = args.getlist("iss")
         if len(issuers) > 1:
             raise CallbackError("duplicate_iss", "The callback repeats iss.")
-        if endpoints.get("issuer"):
+        # A multi-tenant issuer is a template: the ID token's iss is checked
+        # against the token's tenant instead.
+        if endpoints.get("issuer") and not ap.is_tenant_template(endpoints["issuer"]):
             check_authorization_response_iss(
                 issuers[0] if issuers else None,
                 issuer=endpoints["issuer"],

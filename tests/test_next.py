@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from flask_oauthclient.flow import safe_next
 
 DEFAULT = "/home"

@@ -53,6 +53,20 @@ class Preset:
     pkce: bool = True
     #: Signing algorithms accepted for ID tokens.
     id_token_algorithms: tuple[str, ...] = ("RS256",)
+    #: Whether the provider puts the OpenID Connect ``nonce`` into the ID token. With
+    #: False (LinkedIn) no nonce is sent and none is expected; the ID token is still
+    #: checked otherwise.
+    nonce: bool = True
+    #: For a multi-tenant issuer: the part of the issuer that stands for the tenant
+    #: (Microsoft's ``https://login.microsoftonline.com/{tenantid}/v2.0``). An ID
+    #: token is accepted when its ``iss`` equals the issuer with this placeholder
+    #: replaced by the token's ``tid`` claim (see
+    #: :func:`flask_oauthclient.oidc.tenant_issuer_matcher`). Ignored when the
+    #: configured issuer does not contain the placeholder (a single tenant).
+    tenant_placeholder: str | None = None
+    #: HTTP headers sent with every request to the provider: the token requests,
+    #: the profile and the API calls (Reddit refuses the default ``User-Agent``).
+    headers: t.Mapping[str, str] = field(default_factory=dict)
     #: For plain OAuth 2 providers: builds the OpenID Connect claims.
     profile: ProfileMapper | None = None
     #: Where a developer registers the app and its callback URL.
@@ -81,6 +95,9 @@ class Preset:
             scope_separator=self.scope_separator,
             pkce=self.pkce,
             id_token_algorithms=list(self.id_token_algorithms),
+            nonce=self.nonce,
+            tenant_placeholder=self.tenant_placeholder,
+            headers=dict(self.headers),
             profile=self.profile,
             title=self.title,
         )

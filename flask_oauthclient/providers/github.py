@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import typing as t
-from urllib.parse import urljoin
 
+from . import _profile as p
 from . import Preset
 
 if t.TYPE_CHECKING:
@@ -14,28 +14,26 @@ if t.TYPE_CHECKING:
 def _profile(
     http: requests.Session, api_base_url: str, timeout: float
 ) -> dict[str, t.Any]:
-    user = http.get(urljoin(api_base_url, "user"), timeout=timeout)
-    user.raise_for_status()
-    data = user.json()
-    claims: dict[str, t.Any] = {
-        "sub": str(data["id"]),
-        "preferred_username": data.get("login"),
-        "name": data.get("name") or data.get("login"),
-        "picture": data.get("avatar_url"),
-        "profile": data.get("html_url"),
-        "email": None,
-        "email_verified": False,
-    }
+    data = p.fetch_object(http, api_base_url, "user", timeout)
+    login = p.text(data.get("login"))
+    email = verified = None
     # The public profile email may be unverified or hidden: ask for the primary,
     # verified one (needs the user:email scope).
-    emails = http.get(urljoin(api_base_url, "user/emails"), timeout=timeout)
-    if emails.ok:
-        for entry in emails.json():
-            if isinstance(entry, dict) and entry.get("primary"):
-                claims["email"] = entry.get("email")
-                claims["email_verified"] = bool(entry.get("verified"))
-                break
-    return {k: v for k, v in claims.items() if v is not None}
+    emails = p.try_fetch(http, api_base_url, "user/emails", timeout)
+    for entry in emails if isinstance(emails, list) else ():
+        if isinstance(entry, dict) and entry.get("primary") is True:
+            email = p.text(entry.get("email"))
+            verified = entry.get("verified")
+            break
+    return p.claims(
+        sub=p.subject(data.get("id")),
+        preferred_username=login,
+        name=p.text(data.get("name")) or login,
+        picture=p.url(data.get("avatar_url")),
+        profile=p.url(data.get("html_url")),
+        email=email,
+        email_verified=verified,
+    )
 
 
 PRESET = Preset(

@@ -90,6 +90,16 @@ class BaseStorage:
         """Remove the stored token, if any."""
         raise NotImplementedError
 
+    def unlink(self, provider: str, *, user: t.Any = CURRENT_USER) -> None:
+        """Remove the token and forget which user the provider identity belongs
+        to. The default is :meth:`delete`, for storages that keep no identities."""
+        self.delete(provider, user=user)
+
+    def find_user(self, provider: str, identity: Identity) -> t.Any | None:
+        """Return the user whose token of ``provider`` has this identity, or
+        ``None``. Storages that do not record identities always return ``None``."""
+        return None
+
     def user_key(self, user: t.Any = CURRENT_USER) -> t.Hashable:
         """A hashable key for ``user``, used to serialize refreshes per user.
         ``None`` means there is no user to key on."""

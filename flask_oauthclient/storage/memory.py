@@ -61,6 +61,12 @@ class MemoryStorage(BaseStorage):
                 self._identities[key] = identity
 
     def delete(self, provider: str, *, user: t.Any = CURRENT_USER) -> None:
+        # The identity stays, so a returning user is still recognized.
+        key = (provider, self.user_key(user))
+        with self._lock:
+            self._tokens.pop(key, None)
+
+    def unlink(self, provider: str, *, user: t.Any = CURRENT_USER) -> None:
         key = (provider, self.user_key(user))
         with self._lock:
             self._tokens.pop(key, None)
