@@ -103,7 +103,12 @@ class OAuth:
             ``jwks_uri``, ``issuer``, ``revocation_url``, ``end_session_url``;
             ``scope``, ``api_base_url``, ``authorize_params``, and
             ``token_endpoint_auth_method``, ``pkce``, ``id_token_algorithms``,
-            ``auto_refresh``, ``title``.
+            ``nonce``, ``tenant_placeholder``, ``headers``, ``title``; and how
+            tokens are refreshed: ``auto_refresh`` (``False``: a view gets
+            ``TokenExpiredError`` and calls ``refresh_token()`` itself) and
+            ``token_updater`` (a callable called with each refreshed token after it
+            was saved, or ``None`` to save nothing and raise ``TokenUpdated``, as
+            requests-oauthlib does). See :doc:`/refresh`.
         """
         if not name.isidentifier() or name.startswith("_"):
             raise ValueError(

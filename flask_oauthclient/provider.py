@@ -4,6 +4,7 @@ request's session."""
 from __future__ import annotations
 
 import logging
+import types
 import typing as t
 from urllib.parse import quote
 from urllib.parse import urlencode
@@ -19,7 +20,9 @@ from flask import has_request_context
 from flask import request
 from flask import url_for
 from oauthlib.oauth2 import OAuth2Error
+from oauthlib.oauth2 import TokenExpiredError
 from requests.auth import HTTPBasicAuth
+from requests_oauthlib.oauth2_session import TokenUpdated
 
 from . import oidc
 from . import refresh
@@ -73,6 +76,7 @@ REGISTER_DEFAULTS: dict[str, t.Any] = {
     "nonce": True,
     "tenant_placeholder": None,
     "headers": None,
+    "token_updater": ...,
 }
 
 _ENDPOINT_KEYS = {
@@ -136,6 +140,12 @@ class AppProvider:
         self.id_token_algorithms: list[str] = list(config["id_token_algorithms"] or [])
         self.profile: ProfileMapper | None = config["profile"]
         self.auto_refresh: bool = bool(config["auto_refresh"])
+        #: ``...``: the refreshed token is saved by the storage (the default);
+        #: a callable: also called with it; ``None``: nothing is saved and
+        #: ``TokenUpdated`` is raised with it, as requests-oauthlib does.
+        self.token_updater: t.Callable[[Token], None] | None | types.EllipsisType = (
+            config["token_updater"]
+        )
         self.is_oidc = "openid" in self.scope
         #: Whether a nonce is sent (LinkedIn's ID tokens leave it out).
         self.nonce: bool = self.is_oidc and bool(config["nonce"])
@@ -475,6 +485,9 @@ class ProviderSession(PooledOAuth2Session):
     by itself before it expires and once on a 401, through the single-flight
     refresh."""
 
+    # The property inherited from OAuth2Session; declared for the type checker only.
+    token: t.Any
+
     def __init__(
         self, app_provider: AppProvider, *args: t.Any, **kwargs: t.Any
     ) -> None:
@@ -501,6 +514,15 @@ class ProviderSession(PooledOAuth2Session):
                 **kwargs,
             )
         if refresh.is_expiring(self.token, ap.state.refresh_leeway):
+            if ap.token_updater is None:
+                # requests-oauthlib's third style: refresh, save nothing, and hand
+                # the new token to the caller in TokenUpdated.
+                if not self.token.get("refresh_token"):
+                    raise TokenExpiredError()
+                self.token = self.refresh_at_provider(
+                    self.token, ap.endpoint("token_url")
+                )
+                raise TokenUpdated(dict(self.token))
             self.refresh_token()
         used = self.token
         response = super().request(method, url, data=data, headers=headers, **kwargs)
@@ -528,40 +550,10 @@ class ProviderSession(PooledOAuth2Session):
     ) -> Token:
         """Refresh the token through the single-flight refresh and save it."""
         ap = self.app_provider
-        stale: Token = dict(self.token or {})  # type: ignore[has-type]
+        stale: Token = dict(self.token or {})
         if refresh_token:
             stale["refresh_token"] = refresh_token
         url = token_url or ap.endpoint("token_url")
-
-        def call_provider(current: Token) -> Token:
-            hooks = self.compliance_hook["refresh_token_response"]
-            if check_token_response not in hooks:
-                self.register_compliance_hook(
-                    "refresh_token_response", check_token_response
-                )
-            try:
-                new = super(ProviderSession, self).refresh_token(
-                    url,
-                    refresh_token=current["refresh_token"],
-                    headers={"Accept": "application/json"},
-                    **_refresh_auth(ap),
-                )
-            except requests.RequestException as e:
-                raise translate_http_error(e) from None
-            except OAuth2Error:
-                raise
-            except ValueError:
-                raise ProviderError(
-                    "The token endpoint sent an invalid answer."
-                ) from None
-            merged = dict(new)
-            # RFC 6749 §6: the provider may keep the refresh token; keep ours then.
-            merged.setdefault("refresh_token", current["refresh_token"])
-            if "id_token" in merged:
-                ap.check_refreshed_id_token(current, merged)
-            elif "id_token" in current:
-                merged["id_token"] = current["id_token"]
-            return merged
 
         provider = ap.state.ext.providers[ap.name]
         token = refresh.single_flight(
@@ -569,10 +561,8 @@ class ProviderSession(PooledOAuth2Session):
             provider=ap.name,
             storage=ap.state.storage,
             stale=stale,
-            call_provider=call_provider,
-            on_refreshed=lambda tok: _send(
-                signals.token_refreshed, provider, token=tok
-            ),
+            call_provider=lambda current: self.refresh_at_provider(current, url),
+            on_refreshed=lambda tok: self._refreshed(provider, tok),
             on_revoked=lambda: _send(
                 signals.token_revoked, provider, reason="invalid_grant"
             ),
@@ -586,6 +576,43 @@ class ProviderSession(PooledOAuth2Session):
             request_state.token = dict(token)
             request_state.token_loaded = True
         return token
+
+    def refresh_at_provider(self, current: Token, token_url: str) -> Token:
+        """Send one refresh request for ``current`` and return the new token, merged
+        with ``current`` where the answer is silent. Nothing is saved."""
+        ap = self.app_provider
+        hooks = self.compliance_hook["refresh_token_response"]
+        if check_token_response not in hooks:
+            self.register_compliance_hook(
+                "refresh_token_response", check_token_response
+            )
+        try:
+            new = super().refresh_token(
+                token_url,
+                refresh_token=current["refresh_token"],
+                headers={"Accept": "application/json"},
+                **_refresh_auth(ap),
+            )
+        except requests.RequestException as e:
+            raise translate_http_error(e) from None
+        except OAuth2Error:
+            raise
+        except ValueError:
+            raise ProviderError("The token endpoint sent an invalid answer.") from None
+        merged = dict(new)
+        # RFC 6749 §6: the provider may keep the refresh token; keep ours then.
+        merged.setdefault("refresh_token", current["refresh_token"])
+        if "id_token" in merged:
+            ap.check_refreshed_id_token(current, merged)
+        elif "id_token" in current:
+            merged["id_token"] = current["id_token"]
+        return merged
+
+    def _refreshed(self, provider: Provider, token: Token) -> None:
+        _send(signals.token_refreshed, provider, token=token)
+        updater = self.app_provider.token_updater
+        if callable(updater):
+            updater(token)
 
 
 def _send(signal: t.Any, sender: t.Any, **kwargs: t.Any) -> None:

@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 
 from flask_oauthclient import OAuth
 from flask_oauthclient import TokenExpiredError
+from flask_oauthclient import TokenUpdated
 from flask_oauthclient.signals import token_refreshed
 from flask_oauthclient.signals import token_revoked
 from flask_oauthclient.storage import MemoryStorage
@@ -336,3 +337,36 @@ def test_refreshed_id_token_is_verified_and_kept(
     assert client.get("/me", headers={"X-User": "alice"}).status_code == 200
     new = storage.get("corp", user="alice")
     assert new is not None and new["id_token"] != old["id_token"]
+
+
+def test_token_updated_style_refreshes_without_saving(
+    idp: FakeIdP, storage: CountingStorage
+) -> None:
+    app, oauth = make_app(idp, storage, token_updater=None)
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    with app.test_request_context(headers={"X-User": "alice"}):
+        with pytest.raises(TokenUpdated) as info:
+            oauth.corp.get("me")
+        new = info.value.token
+        assert new["access_token"] != old["access_token"]
+        # The caller saves it, as with requests-oauthlib; nothing was stored.
+        assert storage.get("corp", user="alice") == old
+        oauth.corp.token = new
+    assert storage.get("corp", user="alice") == new
+
+
+def test_token_updater_callable_is_called_after_saving(
+    idp: FakeIdP, storage: CountingStorage
+) -> None:
+    seen: list[t.Any] = []
+
+    def updater(token: dict[str, t.Any]) -> None:
+        seen.append((token["access_token"], storage.get("corp", user="alice")))
+
+    app, oauth = make_app(idp, storage, token_updater=updater)
+    give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    with app.test_request_context(headers={"X-User": "alice"}):
+        assert oauth.corp.get("me").status_code == 200
+    saved = storage.get("corp", user="alice")
+    assert saved is not None
+    assert seen == [(saved["access_token"], saved)]
