@@ -29,6 +29,8 @@ from .errors import LoginRefused
 from .errors import OAuthClientError
 from .errors import StorageError
 from .errors import TokenError
+from .oidc import check_authorization_response_iss
+from .storage.base import CURRENT_USER
 
 if t.TYPE_CHECKING:
     from .extension import _State
@@ -138,8 +140,6 @@ def _authorized(provider: Provider) -> ResponseReturnValue:
                 "invalid_code", "The callback needs exactly one authorization code."
             )
         endpoints = ap.endpoints()
-        from .oidc import check_authorization_response_iss
-
         issuers = args.getlist("iss")
         if len(issuers) > 1:
             raise CallbackError("duplicate_iss", "The callback repeats iss.")
@@ -179,8 +179,6 @@ def _save_token(
     identity: t.Any,
     user: t.Any,
 ) -> None:
-    from .storage.base import CURRENT_USER
-
     try:
         state.storage.set(
             provider.name,
