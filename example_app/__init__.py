@@ -81,10 +81,6 @@ def _register_providers() -> None:
         )
 
 
-#: The API each provider's profile page calls.
-PROFILE_API = {"dev": "userinfo", "google": "oauth2/v3/userinfo", "github": "user"}
-
-
 @oauth.on_login
 def find_or_create_user(
     provider: Provider, token: dict[str, t.Any], userinfo: dict[str, t.Any]
@@ -116,8 +112,8 @@ def profile() -> str:
     if not linked:
         abort(404)
     provider = linked[0]
-    response = provider.get(PROFILE_API.get(provider.name, "userinfo"))
-    claims = response.json() if response.ok else {"error": response.status_code}
+    # An API call with the stored token (refreshed first if it is about to expire).
+    claims = provider.userinfo()
     return render_template(
         "profile.html", provider=provider, claims=claims, token=provider.token
     )
@@ -139,6 +135,8 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
         # The provider's cookies live on the same host (127.0.0.1): keep ours apart.
         SESSION_COOKIE_NAME="example_session",
     )
+    # FLASK_* environment variables, e.g. FLASK_OAUTHCLIENT_REFRESH_LEEWAY=1.
+    app.config.from_prefixed_env()
     app.config.update(config or {})
     _register_providers()
     db.init_app(app)

@@ -317,7 +317,6 @@ class AppProvider:
         :return: the identity and the claims given to ``on_login``.
         """
         endpoints = self.endpoints()
-        timeout = self.state.timeout
         id_claims: dict[str, t.Any] | None = None
         if self.is_oidc:
             id_token = token.get("id_token")
@@ -328,23 +327,7 @@ class AppProvider:
             id_claims = self.validate_id_token(
                 id_token, nonce=nonce, access_token=token.get("access_token")
             )
-        session = self.new_session(token=token)
-        userinfo: dict[str, t.Any] | None = None
-        try:
-            if self.profile is not None:
-                userinfo = self.profile(session, self.api_base_url or "", timeout)
-            elif endpoints.get("userinfo_url"):
-                userinfo = oidc.fetch_json(
-                    session, endpoints["userinfo_url"], timeout=timeout
-                )
-        except requests.RequestException as e:
-            if isinstance(e, requests.HTTPError):
-                raise ProviderError(
-                    "The provider refused the profile request."
-                ) from None
-            raise translate_http_error(e) from None
-        except (ValueError, KeyError, TypeError):
-            raise ProviderError("The provider sent an invalid profile.") from None
+        userinfo = self.fetch_profile(self.new_session(token=token))
         if id_claims is not None:
             if userinfo is not None:
                 oidc.check_userinfo(id_claims, userinfo)
@@ -412,6 +395,27 @@ class AppProvider:
             params["post_logout_redirect_uri"] = post_logout_redirect_uri
         separator = "&" if "?" in url else "?"
         return f"{url}{separator}{urlencode(params)}"
+
+    def fetch_profile(self, session: ProviderSession) -> dict[str, t.Any] | None:
+        """The user's claims from the provider, through ``session``: the preset's
+        profile mapping (plain OAuth 2) or the userinfo endpoint (OpenID Connect);
+        ``None`` when the provider has neither."""
+        timeout = self.state.timeout
+        userinfo_url = self.endpoints().get("userinfo_url")
+        try:
+            if self.profile is not None:
+                return self.profile(session, self.api_base_url or "", timeout)
+            if userinfo_url:
+                return oidc.fetch_json(session, userinfo_url, timeout=timeout)
+        except requests.RequestException as e:
+            if isinstance(e, requests.HTTPError):
+                raise ProviderError(
+                    "The provider refused the profile request."
+                ) from None
+            raise translate_http_error(e) from None
+        except (ValueError, KeyError, TypeError):
+            raise ProviderError("The provider sent an invalid profile.") from None
+        return None
 
     def validate_id_token(
         self,
@@ -489,10 +493,31 @@ class ProviderSession(PooledOAuth2Session):
     token: t.Any
 
     def __init__(
-        self, app_provider: AppProvider, *args: t.Any, **kwargs: t.Any
+        self,
+        app_provider: AppProvider,
+        *args: t.Any,
+        auto_refresh: bool = False,
+        **kwargs: t.Any,
     ) -> None:
         self.app_provider = app_provider
+        self._auto_refresh = auto_refresh
+        self._auto_refresh_url: str | None = None
         super().__init__(*args, **kwargs)
+
+    @property
+    def auto_refresh_url(self) -> str | None:
+        """Where requests-oauthlib's own refresh goes. With ``auto_refresh`` the
+        token endpoint is looked up only when a refresh happens, so that an API
+        call with a valid token never waits for (or fails on) discovery."""
+        if self._auto_refresh_url is not None:
+            return self._auto_refresh_url
+        if self._auto_refresh:
+            return self.app_provider.endpoint("token_url")
+        return None
+
+    @auto_refresh_url.setter
+    def auto_refresh_url(self, value: str | None) -> None:
+        self._auto_refresh_url = value
 
     def request(
         self,
@@ -745,7 +770,7 @@ class Provider:
                 # requests-oauthlib's own auto refresh, should the token expire
                 # between our check and its own, lands in our single-flight
                 # refresh_token(); without auto refresh, TokenExpiredError is raised.
-                auto_refresh_url=ap.endpoint("token_url") if ap.auto_refresh else None,
+                auto_refresh=ap.auto_refresh,
                 token_updater=_saved_already if ap.auto_refresh else None,
             )
         return state.session
@@ -806,6 +831,28 @@ class Provider:
         if not session.token:
             raise TokenMissing(f"No {self.name} token is stored for the current user.")
         return session.refresh_token(force=True)
+
+    def userinfo(self) -> dict[str, t.Any]:
+        """The current user's claims, fresh from the provider, with OpenID Connect
+        names: the userinfo endpoint, or for plain OAuth 2 presets the mapped
+        profile. The token is refreshed first if needed.
+
+        :raises TokenMissing: the current user has no token for this provider.
+        :raises ProviderError: the provider refused or failed the request.
+        """
+        session = self.session
+        if not session.token:
+            raise TokenMissing(f"No {self.name} token is stored for the current user.")
+        try:
+            claims = self._app_provider.fetch_profile(session)
+        except OAuthClientError as e:
+            e.provider = self.name
+            raise
+        if claims is None:
+            raise ConfigurationError(
+                f"Provider {self.name!r} has no userinfo endpoint or profile mapping."
+            )
+        return claims
 
     def find_user(self, userinfo: t.Mapping[str, t.Any]) -> t.Any | None:
         """The user who logged in with this provider identity before, or ``None``.

@@ -205,3 +205,19 @@ def test_without_flask_login_or_handler_the_token_stays_in_the_session(
     claims = client.get("/").json
     assert claims is not None
     assert (claims["sub"], claims["name"]) == ("dave", "Dave")
+
+
+def test_userinfo_calls_the_discovered_endpoint(
+    app: Flask, client: FlaskClient, dev: DevProvider, oauth: OAuth
+) -> None:
+    log_in(client, dev, "kim")
+    calls = dev.stats["userinfo"]
+    with client.session_transaction() as sess:
+        user_id = sess["_user_id"]
+    with app.test_request_context():
+        from flask_login import login_user
+
+        login_user(app.login_manager._user_callback(user_id))  # type: ignore[attr-defined]
+        claims = oauth.dev.userinfo()
+    assert claims["sub"] == "kim"
+    assert dev.stats["userinfo"] == calls + 1
