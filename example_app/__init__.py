@@ -19,6 +19,7 @@ from flask_login import current_user
 from flask_login import login_required
 from flask_login import LoginManager
 from flask_login import UserMixin
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_oauthclient import OAuth
@@ -140,6 +141,14 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app.config.update(config or {})
     _register_providers()
     db.init_app(app)
+    # `flask --app example_app db upgrade` applies example_app/migrations; batch mode
+    # lets later migrations alter tables on SQLite.
+    Migrate(
+        app,
+        db,
+        directory=os.path.join(os.path.dirname(__file__), "migrations"),
+        render_as_batch=True,
+    )
     login_manager.init_app(app)
     oauth.init_app(
         app,

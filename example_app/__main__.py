@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 
@@ -16,18 +17,21 @@ def main() -> None:
         help="do not start the development provider (DEV_PROVIDER_URL is used)",
     )
     args = parser.parse_args()
-    if not args.no_provider:
-        from flask_oauthclient.testing import DevProvider
+    with contextlib.ExitStack() as stack:
+        if not args.no_provider:
+            from flask_oauthclient.testing import DevProvider
 
-        provider = DevProvider()
-        base = provider.serve(host="127.0.0.1", port=args.provider_port).__enter__()
-        os.environ["DEV_PROVIDER_URL"] = base
-        print(f" * Development provider on {base} (any user name logs in)")
-    from . import create_app
+            provider = DevProvider()
+            base = stack.enter_context(
+                provider.serve(host="127.0.0.1", port=args.provider_port)
+            )
+            os.environ["DEV_PROVIDER_URL"] = base
+            print(f" * Development provider on {base} (any user name logs in)")
+        from . import create_app
 
-    app = create_app()
-    print(f" * Open http://127.0.0.1:{args.port}/ in your browser")
-    app.run(host="127.0.0.1", port=args.port, threaded=True)
+        app = create_app()
+        print(f" * Open http://127.0.0.1:{args.port}/ in your browser")
+        app.run(host="127.0.0.1", port=args.port, threaded=True)
 
 
 if __name__ == "__main__":

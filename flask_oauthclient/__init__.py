@@ -24,12 +24,14 @@ from .errors import StorageError
 from .errors import TokenError
 from .errors import TokenMissing
 from .errors import UnknownProviderError
+from .errors import UnlinkRefused
 from .errors import UserRequired
 from .extension import OAuth
 from .provider import Provider
 from .storage import BaseStorage
 from .storage import MemoryStorage
 from .storage import SessionStorage
+from .storage import Token
 
 __all__ = [
     "AuthorizationDenied",
@@ -51,11 +53,13 @@ __all__ = [
     "ReauthorizationRequired",
     "SessionStorage",
     "StorageError",
+    "Token",
     "TokenError",
     "TokenExpiredError",
     "TokenMissing",
     "TokenUpdated",
     "UnknownProviderError",
+    "UnlinkRefused",
     "UserRequired",
     "signals",
 ]

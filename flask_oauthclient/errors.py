@@ -168,3 +168,18 @@ class IdentityInUse(OAuthClientError):
 
     status_code = 409
     description = "This account is already linked to another user."
+
+
+class UnlinkRefused(OAuthClientError):
+    """Unlinking the provider would leave the user no way to log in: no other
+    provider is linked to them, and the app's
+    :meth:`~flask_oauthclient.OAuth.has_other_login` handler (if any) does not say
+    they have another (a password, a passkey). Nothing was changed.
+
+    .. versionadded:: 0.1
+    """
+
+    status_code = 409
+    description = (
+        "This is your only way to log in: link another account before removing it."
+    )

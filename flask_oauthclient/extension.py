@@ -11,6 +11,9 @@ from flask import current_app
 from flask import Flask
 from flask import session
 
+from . import redaction
+from .encryption import cipher_from_config
+from .encryption import TokenCipher
 from .errors import ConfigurationError
 from .errors import OAuthClientError
 from .errors import UnknownProviderError
@@ -39,6 +42,8 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
     "OAUTHCLIENT_LOGOUT_URL": "/logout",
     "OAUTHCLIENT_LOGOUT_REDIRECT": "/",
     "OAUTHCLIENT_REVOKE_ON_LOGOUT": True,
+    "OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS": None,
+    "OAUTHCLIENT_LINK_BY_VERIFIED_EMAIL": False,
 }
 
 
@@ -62,6 +67,9 @@ class _State:
     logout_url: str | None
     logout_redirect: str
     revoke_on_logout: bool
+    #: Encrypts tokens at rest; ``None`` without ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS``.
+    cipher: TokenCipher | None = None
+    link_by_verified_email: bool = False
     providers: dict[str, AppProvider] = field(default_factory=dict)
 
 
@@ -84,6 +92,7 @@ class OAuth:
         self._configs: dict[str, dict[str, t.Any]] = {}
         self.providers: dict[str, Provider] = {}
         self._login_handler: LoginHandler | None = None
+        self._other_login: t.Callable[[t.Any], bool] | None = None
         self._options = options
         self._initialized = False
         if app is not None:
@@ -166,6 +175,45 @@ class OAuth:
         self._login_handler = f
         return f
 
+    def has_other_login(
+        self, f: t.Callable[[t.Any], bool]
+    ) -> t.Callable[[t.Any], bool]:
+        """Decorate the function that tells whether a user can log in other than
+        with a linked provider (a password, a passkey, email links). It is called
+        with the current user when they unlink a provider: unlinking the last
+        linked provider is refused unless it returns true.
+
+        .. code-block:: python
+
+            @oauth.has_other_login
+            def has_password(user):
+                return user.password_hash is not None
+
+        .. versionadded:: 0.1
+        """
+        self._other_login = f
+        return f
+
+    def can_unlink(self, provider: Provider) -> bool:
+        """Whether the current user may unlink ``provider``: another registered
+        provider is linked to them (see
+        :meth:`~flask_oauthclient.storage.BaseStorage.linked`), or the
+        :meth:`has_other_login` handler says they can log in otherwise.
+
+        .. versionadded:: 0.1
+        """
+        if any(other.linked for other in self if other.name != provider.name):
+            return True
+        if self._other_login is None:
+            return False
+        user = None
+        if hasattr(current_app, "login_manager"):
+            from flask_login import current_user
+
+            if current_user.is_authenticated:
+                user = current_user._get_current_object()
+        return user is not None and bool(self._other_login(user))
+
     # -- apps --------------------------------------------------------------------
 
     def init_app(self, app: Flask, **options: t.Any) -> None:
@@ -204,6 +252,8 @@ class OAuth:
             logout_url=config["OAUTHCLIENT_LOGOUT_URL"] or None,
             logout_redirect=config["OAUTHCLIENT_LOGOUT_REDIRECT"],
             revoke_on_logout=bool(config["OAUTHCLIENT_REVOKE_ON_LOGOUT"]),
+            cipher=cipher_from_config(config["OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS"]),
+            link_by_verified_email=bool(config["OAUTHCLIENT_LINK_BY_VERIFIED_EMAIL"]),
         )
         if state.insecure_transport:
             # oauthlib checks this process-wide variable itself; our own per-app
@@ -211,6 +261,9 @@ class OAuth:
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
         for name, provider_config in self._configs.items():
             state.providers[name] = AppProvider(name, provider_config, state)
+            redaction.register_secret(state.providers[name].client_secret)
+        # requests-oauthlib logs tokens, secrets and codes at DEBUG: filter them out.
+        redaction.install()
 
         from .cli import oauth_cli
         from .views import csrf_token

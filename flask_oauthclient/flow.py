@@ -38,15 +38,21 @@ class PendingLogin:
     nonce: str | None
     next_url: str
     expires_at: float
+    #: For a link (not a login): the id of the logged-in user who started it; the
+    #: callback stores the token for that user instead of calling ``on_login``.
+    link_user: str | None = None
 
     def to_session(self) -> dict[str, t.Any]:
-        return {
+        data = {
             "p": self.provider,
             "v": self.code_verifier,
             "n": self.nonce,
             "x": self.next_url,
             "e": self.expires_at,
         }
+        if self.link_user is not None:
+            data["u"] = self.link_user
+        return data
 
     @classmethod
     def from_session(cls, state: str, data: t.Any) -> PendingLogin | None:
@@ -58,8 +64,9 @@ class PendingLogin:
                 nonce=data["n"],
                 next_url=str(data["x"]),
                 expires_at=float(data["e"]),
+                link_user=str(data["u"]) if data.get("u") is not None else None,
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
 
@@ -77,8 +84,13 @@ def begin(
     nonce: bool,
     ttl: float,
     max_pending: int,
+    link_user: str | None = None,
 ) -> PendingLogin:
-    """Create a pending login and keep it in the session."""
+    """Create a pending login and keep it in the session.
+
+    :param link_user: the id of the logged-in user, when this links another
+        provider to them rather than logging in.
+    """
     pending = PendingLogin(
         provider=provider,
         state=secrets.token_urlsafe(32),
@@ -87,6 +99,7 @@ def begin(
         nonce=secrets.token_urlsafe(16) if nonce else None,
         next_url=next_url,
         expires_at=time.time() + ttl,
+        link_user=link_user,
     )
     logins = _live(session.get(_KEY))
     logins[pending.state] = pending.to_session()

@@ -10,18 +10,26 @@ reused across requests.
 from __future__ import annotations
 
 import json
+import time
 import typing as t
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth2Session
+from urllib3.exceptions import DecodeError
+from urllib3.exceptions import ReadTimeoutError
 
 from .errors import ProviderError
 from .errors import ProviderTimeout
 from .errors import ProviderUnavailable
 
-#: The largest body accepted from a token or userinfo endpoint.
+#: The largest body accepted from a token endpoint.
 MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
+#: The largest body accepted from a userinfo endpoint or a preset's profile calls.
+MAX_USERINFO_RESPONSE_BYTES = 1024 * 1024
 
 
 def make_adapter(pool_maxsize: int) -> HTTPAdapter:
@@ -46,12 +54,115 @@ class PooledOAuth2Session(OAuth2Session):  # type: ignore[misc]
     def request(
         self, method: str, url: str, *args: t.Any, **kwargs: t.Any
     ) -> requests.Response:
-        kwargs.setdefault("timeout", self.default_timeout)
+        if kwargs.get("timeout") is None:
+            # requests-oauthlib's fetch_token and refresh_token pass timeout=None
+            # explicitly: setdefault would leave token requests without a timeout.
+            kwargs["timeout"] = self.default_timeout
         return t.cast(requests.Response, super().request(method, url, *args, **kwargs))
 
     def close(self) -> None:
         # The adapter is shared: closing it would close every request's connections.
         pass
+
+
+def body_cap(max_bytes: int) -> t.Callable[..., requests.Response]:
+    """A requests ``response`` hook that reads the body as it streams in and refuses
+    it past ``max_bytes`` (after decompression), or when it is not complete within
+    the request's (read) timeout, before anyone else reads it.
+
+    requests-oauthlib's ``fetch_token`` and ``refresh_token`` don't stream: without
+    the hook, requests would read a body of any size into memory (and
+    requests-oauthlib would log it) before any check. Response hooks run between
+    the headers and the body, so the cap applies there. Put it on the sessions of
+    token and userinfo requests only: API responses are the app's to read.
+
+    :raises ProviderError: the body is too large.
+    :raises ProviderTimeout: the body did not arrive in time.
+    :raises ProviderUnavailable: the connection broke.
+    """
+
+    def hook(response: requests.Response, **kwargs: t.Any) -> requests.Response:
+        if response._content_consumed:  # type: ignore[attr-defined]
+            return response  # read already
+        timeout = kwargs.get("timeout")
+        if isinstance(timeout, tuple):
+            timeout = timeout[1]
+        try:
+            body = read_capped(
+                response,
+                timeout=float(timeout) if timeout else _DEFAULT_DEADLINE,
+                max_bytes=max_bytes,
+            )
+        except BaseException:
+            response.close()  # drops the connection: the rest is never read
+            raise
+        response._content = body
+        response._content_consumed = True  # type: ignore[attr-defined]
+        response.close()  # read whole: the connection goes back to the pool
+        return response
+
+    return hook
+
+
+#: Seconds a capped body may take when the request has no timeout.
+_DEFAULT_DEADLINE = 30.0
+
+
+def read_capped(
+    response: requests.Response, *, timeout: float, max_bytes: int
+) -> bytes:
+    """Read the body of a streamed ``response``: at most ``max_bytes`` (after
+    decompression), within ``timeout`` seconds however slowly it trickles in (each
+    read returns what has arrived, so the deadline is checked as bytes come)."""
+    what = urlsplit(response.url or "").path or "the provider"
+    length = response.headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise ProviderError(f"{what} answered with {length} bytes, over {max_bytes}.")
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in _chunks(response.raw):
+            size += len(chunk)
+            if size > max_bytes:
+                raise ProviderError(f"{what} answered with over {max_bytes} bytes.")
+            if time.monotonic() > deadline:
+                raise ProviderTimeout(f"{what} did not finish its answer in time.")
+            chunks.append(chunk)
+    except ReadTimeoutError:
+        raise ProviderTimeout(f"{what} stopped answering.") from None
+    except DecodeError:
+        raise ProviderError(f"{what} sent a body that does not decode.") from None
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise ProviderUnavailable(
+            f"The connection to {what} broke: {type(e).__name__}"
+        ) from None
+    return b"".join(chunks)
+
+
+def _chunks(raw: t.Any, size: int = 64 * 1024) -> t.Iterator[bytes]:
+    """The body, as it arrives: urllib3's ``read1`` returns what one socket read
+    gave (decompressed) rather than waiting for ``size`` bytes."""
+    if isinstance(raw, urllib3.response.HTTPResponse) and hasattr(raw, "read1"):
+        while chunk := raw.read1(size, decode_content=True):
+            yield chunk
+    elif hasattr(raw, "stream"):  # urllib3 1.26
+        yield from raw.stream(size, decode_content=True)
+    else:  # a file-like body (tests, adapters of other libraries)
+        while chunk := raw.read(size):
+            yield chunk
+
+
+@contextmanager
+def capped(session: requests.Session, max_bytes: int) -> t.Iterator[None]:
+    """Cap the bodies of the responses ``session`` receives inside the block (see
+    :func:`body_cap`)."""
+    hook = body_cap(max_bytes)
+    session.hooks["response"].append(hook)
+    try:
+        yield
+    finally:
+        session.hooks["response"].remove(hook)
 
 
 def check_token_response(response: requests.Response) -> requests.Response:

@@ -33,11 +33,17 @@ from .errors import InsecureTransportError
 from .errors import InvalidIDToken
 from .errors import OAuthClientError
 from .errors import ProviderError
+from .errors import ReauthorizationRequired
 from .errors import TokenMissing
+from .errors import UnlinkRefused
 from .flow import code_challenge
 from .flow import PendingLogin
+from .oauth_session import body_cap
+from .oauth_session import capped
 from .oauth_session import check_token_response
 from .oauth_session import make_adapter
+from .oauth_session import MAX_TOKEN_RESPONSE_BYTES
+from .oauth_session import MAX_USERINFO_RESPONSE_BYTES
 from .oauth_session import PooledOAuth2Session
 from .oauth_session import translate_http_error
 from .storage.base import BaseStorage
@@ -157,6 +163,8 @@ class AppProvider:
         self.adapter = make_adapter(state.pool_maxsize)
         self.http = requests.Session()
         self.http.headers.update(self.headers)
+        # Discovery, JWKS and revocation answers: read with a cap and a deadline.
+        self.http.hooks["response"].append(body_cap(MAX_USERINFO_RESPONSE_BYTES))
         self.http.mount("https://", self.adapter)
         self.http.mount("http://", self.adapter)
         self.metadata = (
@@ -280,6 +288,8 @@ class AppProvider:
     def fetch_token(self, code: str, pending: PendingLogin, redirect_uri: str) -> Token:
         """Exchange the authorization ``code`` for a token."""
         session = self.new_session(redirect_uri=redirect_uri)
+        # Read the answer with a cap, before requests-oauthlib reads (and logs) it.
+        session.hooks["response"].append(body_cap(MAX_TOKEN_RESPONSE_BYTES))
         session.register_compliance_hook("access_token_response", check_token_response)
         kwargs: dict[str, t.Any] = self.client_auth()
         if pending.code_verifier is not None:
@@ -306,7 +316,7 @@ class AppProvider:
             ) from None
         except ValueError:
             raise ProviderError("The token endpoint sent an invalid answer.") from None
-        return dict(token)
+        return Token(token)
 
     def identify(
         self, token: Token, nonce: str | None
@@ -363,6 +373,8 @@ class AppProvider:
                     url,
                     data={"token": value, "token_type_hint": hint, **data},
                     timeout=self.state.timeout,
+                    # The body is never read: a hostile answer can't be large.
+                    stream=True,
                     **auth,
                 )
                 response.close()
@@ -403,10 +415,11 @@ class AppProvider:
         timeout = self.state.timeout
         userinfo_url = self.endpoints().get("userinfo_url")
         try:
-            if self.profile is not None:
-                return self.profile(session, self.api_base_url or "", timeout)
-            if userinfo_url:
-                return oidc.fetch_json(session, userinfo_url, timeout=timeout)
+            with capped(session, MAX_USERINFO_RESPONSE_BYTES):
+                if self.profile is not None:
+                    return self.profile(session, self.api_base_url or "", timeout)
+                if userinfo_url:
+                    return oidc.fetch_json(session, userinfo_url, timeout=timeout)
         except requests.RequestException as e:
             if isinstance(e, requests.HTTPError):
                 raise ProviderError(
@@ -544,22 +557,28 @@ class ProviderSession(PooledOAuth2Session):
                 # the new token to the caller in TokenUpdated.
                 if not self.token.get("refresh_token"):
                     raise TokenExpiredError()
-                self.token = self.refresh_at_provider(
-                    self.token, ap.endpoint("token_url")
-                )
-                raise TokenUpdated(dict(self.token))
+                try:
+                    self.token = self.refresh_at_provider(
+                        self.token, ap.endpoint("token_url")
+                    )
+                except OAuth2Error:  # only invalid_grant gets here
+                    raise ReauthorizationRequired(
+                        "The provider refused the refresh token (invalid_grant)."
+                    ) from None
+                raise TokenUpdated(Token(self.token))
             self.refresh_token()
         used = self.token
         response = super().request(method, url, data=data, headers=headers, **kwargs)
         if (
             response.status_code == 401
+            and ap.token_updater is not None
             and used.get("refresh_token")
             and (data is None or isinstance(data, (bytes, str, dict, list, tuple)))
         ):
             # The token looked valid but was refused (revoked early, clock skew):
             # refresh once and retry once.
             response.close()
-            self.refresh_token(force=True)
+            self.refresh_token()
             response = super().request(
                 method, url, data=data, headers=headers, **kwargs
             )
@@ -569,13 +588,16 @@ class ProviderSession(PooledOAuth2Session):
         self,
         token_url: str | None = None,
         refresh_token: str | None = None,
-        *,
-        force: bool = False,
         **kwargs: t.Any,
     ) -> Token:
-        """Refresh the token through the single-flight refresh and save it."""
+        """Refresh the token through the single-flight refresh and save it.
+
+        Unless another caller refreshed it meanwhile (the stored access token
+        changed), the provider is asked; the arguments of requests-oauthlib's
+        signature are accepted and the provider's settings used instead.
+        """
         ap = self.app_provider
-        stale: Token = dict(self.token or {})
+        stale = Token(self.token or {})
         if refresh_token:
             stale["refresh_token"] = refresh_token
         url = token_url or ap.endpoint("token_url")
@@ -598,7 +620,7 @@ class ProviderSession(PooledOAuth2Session):
         self.token = token
         request_state = _request_state(ap.name)
         if request_state is not None:
-            request_state.token = dict(token)
+            request_state.token = Token(token)
             request_state.token_loaded = True
         return token
 
@@ -612,19 +634,26 @@ class ProviderSession(PooledOAuth2Session):
                 "refresh_token_response", check_token_response
             )
         try:
-            new = super().refresh_token(
-                token_url,
-                refresh_token=current["refresh_token"],
-                headers={"Accept": "application/json"},
-                **_refresh_auth(ap),
-            )
+            with capped(self, MAX_TOKEN_RESPONSE_BYTES):
+                new = super().refresh_token(
+                    token_url,
+                    refresh_token=current["refresh_token"],
+                    headers={"Accept": "application/json"},
+                    **_refresh_auth(ap),
+                )
         except requests.RequestException as e:
             raise translate_http_error(e) from None
-        except OAuth2Error:
-            raise
+        except OAuth2Error as e:
+            if e.error == "invalid_grant":
+                raise
+            # invalid_client (a rotated secret), unauthorized_client, ...: our side
+            # or the provider's, not the user's; the stored token stays.
+            raise ProviderError(
+                f"The token endpoint refused the refresh: {e.error}."
+            ) from None
         except ValueError:
             raise ProviderError("The token endpoint sent an invalid answer.") from None
-        merged = dict(new)
+        merged = Token(new)
         # RFC 6749 §6: the provider may keep the refresh token; keep ours then.
         merged.setdefault("refresh_token", current["refresh_token"])
         if "id_token" in merged:
@@ -736,15 +765,15 @@ class Provider:
         if not state.token_loaded:
             state.token = self.storage.get(self.name)
             state.token_loaded = True
-        return dict(state.token) if state.token is not None else None
+        return Token(state.token) if state.token is not None else None
 
     @token.setter
-    def token(self, value: Token | None) -> None:
+    def token(self, value: t.Mapping[str, t.Any] | None) -> None:
         """Store (or with ``None``, delete) the current user's token."""
         if value is None:
             self.storage.delete(self.name)
         else:
-            self.storage.set(self.name, dict(value))
+            self.storage.set(self.name, Token(value))
         self._forget()
 
     def _forget(self) -> None:
@@ -830,7 +859,7 @@ class Provider:
         session = self.session
         if not session.token:
             raise TokenMissing(f"No {self.name} token is stored for the current user.")
-        return session.refresh_token(force=True)
+        return session.refresh_token()
 
     def userinfo(self) -> dict[str, t.Any]:
         """The current user's claims, fresh from the provider, with OpenID Connect
@@ -854,14 +883,93 @@ class Provider:
             )
         return claims
 
-    def find_user(self, userinfo: t.Mapping[str, t.Any]) -> t.Any | None:
+    def find_user(
+        self,
+        userinfo: t.Mapping[str, t.Any],
+        *,
+        by_email: t.Callable[[str], t.Any] | None = None,
+    ) -> t.Any | None:
         """The user who logged in with this provider identity before, or ``None``.
 
         Call it from ``on_login`` with the ``userinfo`` it was given: a returning
         user is recognized by the provider's ``(iss, sub)``, never by email.
+
+        Linking by email is off unless the app opts in with
+        ``OAUTHCLIENT_LINK_BY_VERIFIED_EMAIL = True`` *and* passes ``by_email``:
+        then a user not found by identity is looked up with ``by_email(email)``,
+        only when the provider says the email is verified (``email_verified`` is
+        ``True``, not a string). The token is then stored for that user, which
+        links the identity to them. Only opt in for providers that verify every
+        address they assert.
+
+        .. code-block:: python
+
+            def user_with_email(email):
+                return db.session.scalars(select(User).filter_by(email=email)).first()
+
+            @oauth.on_login
+            def on_login(provider, token, userinfo):
+                user = provider.find_user(userinfo, by_email=user_with_email)
+                return user or create_user(userinfo)
+
+        :param userinfo: the claims ``on_login`` was given.
+        :param by_email: returns the user with this email address, or ``None``.
         """
         identity = Identity(str(userinfo["iss"]), str(userinfo["sub"]))
-        return self.storage.find_user(self.name, identity)
+        user = self.storage.find_user(self.name, identity)
+        if user is not None or by_email is None:
+            return user
+        if not self._app_provider.state.link_by_verified_email:
+            return None
+        email = userinfo.get("email")
+        if userinfo.get("email_verified") is not True or not isinstance(email, str):
+            return None
+        if not email.strip():
+            return None
+        return by_email(email)
+
+    @property
+    def linked(self) -> bool:
+        """Whether this provider is linked to the current user: a token is stored,
+        or the provider identity still is (see
+        :meth:`~flask_oauthclient.storage.BaseStorage.linked`).
+
+        .. versionadded:: 0.1
+        """
+        return self.storage.linked(self.name)
+
+    def unlink(self, *, revoke: bool | None = None) -> bool:
+        """Unlink this provider from the current user: revoke their token at the
+        provider (RFC 7009, best effort), delete it, and forget the provider
+        identity, so that logging in with it no longer finds this user.
+        ``POST /login/<name>/unlink`` calls it.
+
+        :param revoke: revoke at the provider first; the default is
+            ``OAUTHCLIENT_REVOKE_ON_LOGOUT``.
+        :return: whether the provider was linked.
+        :raises ~flask_oauthclient.errors.UnlinkRefused: it is the user's last way
+            to log in (see :meth:`OAuth.can_unlink`); nothing was changed.
+
+        .. versionadded:: 0.1
+        """
+        if not self.linked:
+            return False
+        if not self._ext.can_unlink(self):
+            error = UnlinkRefused(
+                f"Unlinking {self.name!r} would leave the user no way to log in."
+            )
+            error.provider = self.name
+            raise error
+        ap = self._app_provider
+        token = self.token
+        if revoke is None:
+            revoke = ap.state.revoke_on_logout
+        if token is not None and revoke:
+            ap.revoke(token)
+        self.storage.unlink(self.name)
+        self._forget()
+        _send(signals.token_revoked, self, reason="unlink")
+        return True
 
     def login_url(self, next: str | None = None) -> str:
         """The URL of this provider's login view."""

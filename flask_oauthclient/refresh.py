@@ -54,11 +54,11 @@ class _RecentRefreshes:
             if item[0] < time.monotonic():
                 del self._items[key]
                 return None
-            return dict(item[1])
+            return Token(item[1])
 
     def put(self, key: t.Hashable, token: Token) -> None:
         with self._lock:
-            self._items[key] = (time.monotonic() + _RECENT_TTL, dict(token))
+            self._items[key] = (time.monotonic() + _RECENT_TTL, Token(token))
             self._items.move_to_end(key)
             while len(self._items) > _RECENT_MAX:
                 self._items.popitem(last=False)

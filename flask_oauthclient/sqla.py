@@ -18,21 +18,28 @@ database, where everyone shares one connection: see :class:`SQLAlchemyStorage`.)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import threading
 import time
 import typing as t
+import weakref
 from contextlib import contextmanager
 from datetime import datetime
 from datetime import timezone
 
 import sqlalchemy as sa
+from cryptography.fernet import InvalidToken
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm as sa_orm
 from sqlalchemy.dialects import postgresql as sa_postgresql
 from sqlalchemy.dialects import sqlite as sa_sqlite
 
+from .encryption import current_cipher
+from .encryption import seal
+from .encryption import TokenCipher
+from .encryption import unseal
 from .errors import ConfigurationError
 from .errors import IdentityInUse
 from .errors import StorageError
@@ -60,6 +67,13 @@ _OptionalStr = t.Optional[str]
 _OptionalDateTime = t.Optional[datetime]
 # (provider, user id) pairs; an alias, as the storage's set() method hides ``set``.
 _HeldKeys = set[tuple[str, t.Any]]
+
+
+#: The app's engine → the storage's engine with a pool of its own.
+_own_engines: weakref.WeakKeyDictionary[sa.Engine, sa.Engine] = (
+    weakref.WeakKeyDictionary()
+)
+_own_engines_lock = threading.Lock()
 
 
 def _utcnow() -> datetime:
@@ -96,11 +110,15 @@ class OAuthTokenMixin:
     id: sa_orm.Mapped[int] = sa_orm.mapped_column(sa.Integer, primary_key=True)
     #: The name the provider is registered under, e.g. ``"google"``.
     provider: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(64), nullable=False)
-    #: The OpenID Connect issuer (or the provider name for plain OAuth 2 providers).
+    #: The OpenID Connect issuer (for plain OAuth 2 providers, see ``Identity``).
     issuer: sa_orm.Mapped[_OptionalStr] = sa_orm.mapped_column(sa.String(255))
     #: The user's id at the provider (the ``sub`` claim).
     subject: sa_orm.Mapped[_OptionalStr] = sa_orm.mapped_column(sa.String(255))
-    #: The token as the provider issued it (access token, refresh token, ...);
+    #: The token as the provider issued it (access token, refresh token, ...), or
+    #: ``{"enc": "<Fernet token>"}`` holding it encrypted when
+    #: ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS`` is set (see
+    #: :mod:`flask_oauthclient.encryption`): the same column serves both, so the
+    #: model doesn't change when encryption is switched on.
     #: ``None`` once it was removed (logout, refused refresh): the row then still
     #: links the provider identity to the user, so a returning user is recognized.
     token: sa_orm.Mapped[dict[str, t.Any] | None] = sa_orm.mapped_column(
@@ -239,7 +257,7 @@ class SQLAlchemyStorage(BaseStorage):
     def set(
         self,
         provider: str,
-        token: Token,
+        token: t.Mapping[str, t.Any],
         *,
         user: t.Any = CURRENT_USER,
         identity: Identity | None = None,
@@ -361,6 +379,114 @@ class SQLAlchemyStorage(BaseStorage):
                 held_here.discard((provider, user_id))
                 held.release()
 
+    def linked(self, provider: str, *, user: t.Any = CURRENT_USER) -> bool:
+        """Whether ``user`` has a row for ``provider``: a token, or the link of the
+        provider identity whose token was removed (at logout, say), which still
+        lets the user log in with that provider."""
+        user_id = self._resolve_user_id(user)
+        if user_id is None:
+            return False
+        stmt = sa.select(self._table.c.provider).where(*self._where(provider, user_id))
+        with self._errors("read", provider), self._connect() as conn:
+            return conn.execute(stmt).first() is not None
+
+    # -- encryption at rest -----------------------------------------------------------
+
+    def reencrypt(
+        self, cipher: TokenCipher | None = None, *, batch_size: int = 200
+    ) -> dict[str, int]:
+        """Bring every stored token under the newest key of
+        ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS``: re-encrypt those encrypted with an
+        older key and encrypt those stored in plain text. ``flask oauth reencrypt``
+        calls it.
+
+        Rows are handled in batches, each in a transaction of its own that locks
+        its rows (a refresh of one of them waits for it, then reads the re-encrypted
+        token), so it is safe while the app runs, and safe to run again.
+
+        :param cipher: by default the current app's.
+        :param batch_size: rows per transaction.
+        :return: how many tokens were ``rotated`` (from an older key),
+            ``encrypted`` (were plain text), ``current`` (under the newest key
+            already) and ``unreadable`` (no key decrypts them: left as they are).
+        :raise ConfigurationError: no encryption keys are configured.
+        :raise ~flask_oauthclient.errors.StorageError: the database failed; the
+            batches before were committed.
+
+        .. versionadded:: 0.1
+        """
+        cipher = cipher or current_cipher()
+        if cipher is None:
+            raise ConfigurationError(
+                "Tokens can't be re-encrypted: OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS is "
+                "not set."
+            )
+        primary_key = list(self._table.primary_key.columns)
+        if len(primary_key) != 1:
+            raise ConfigurationError(
+                f"Re-encrypting needs a one-column primary key on {self._table.name}."
+            )
+        counts = dict.fromkeys(("rotated", "encrypted", "current", "unreadable"), 0)
+        after: t.Any = None
+        while True:
+            work = functools.partial(
+                self._reencrypt_batch, cipher, primary_key[0], after, batch_size
+            )
+            try:
+                last, done = self._in_transaction(work)
+            except (sa_exc.StatementError, sa_exc.TimeoutError) as exc:
+                cause = getattr(exc, "orig", None) or exc
+                raise StorageError(
+                    f"Re-encrypting the tokens failed ({type(cause).__name__}); the"
+                    f" {sum(counts.values())} handled before were committed. Run it"
+                    " again: tokens under the newest key are skipped."
+                ) from None
+            for status, number in done.items():
+                counts[status] += number
+            if last is None:
+                return counts
+            after = last
+
+    def _reencrypt_batch(
+        self,
+        cipher: TokenCipher,
+        primary_key: sa.Column[t.Any],
+        after: t.Any,
+        batch_size: int,
+        conn: sa.Connection,
+    ) -> tuple[t.Any, dict[str, int]]:
+        """One batch of :meth:`reencrypt`: the last key seen (``None`` at the end)
+        and the counts."""
+        column = self._table.c.token
+        stmt = (
+            sa.select(primary_key, column)
+            .where(column.is_not(None))
+            .order_by(primary_key)
+            .limit(batch_size)
+            .with_for_update()
+        )
+        if after is not None:
+            stmt = stmt.where(primary_key > after)
+        rows = conn.execute(stmt).all()
+        done = dict.fromkeys(("rotated", "encrypted", "current", "unreadable"), 0)
+        for key, stored in rows:
+            if not isinstance(stored, dict) or not stored:
+                continue
+            try:
+                status, new = cipher.rotate(stored)
+            except (InvalidToken, ValueError):
+                done["unreadable"] += 1
+                continue
+            done[status] += 1
+            if new is not None:
+                conn.execute(
+                    sa.update(self._table)
+                    .where(primary_key == key)
+                    .values({column.key: new})
+                )
+        last = rows[-1][0] if len(rows) == batch_size else None
+        return last, done
+
     # -- finding users ----------------------------------------------------------------
 
     def find_user(self, provider: str, identity: Identity) -> t.Any | None:
@@ -415,8 +541,39 @@ class SQLAlchemyStorage(BaseStorage):
             )
 
     def _engine(self) -> sa.Engine:
-        bind = self.session.get_bind(mapper=self.model)
-        return bind.engine
+        """The engine of the storage's writes and locks.
+
+        It reaches the app's database with the app's connection settings, but
+        opens a connection per write and closes it after the commit: a view
+        already holds one of the app's pooled connections when it writes a token,
+        so borrowing a second one from the same pool could leave as many threads
+        as connections waiting for each other; and a pool of its own would double
+        the idle connections each worker keeps. Writes are rare (a login, a
+        refresh, a logout); reads use the view's connection (:meth:`_connect`).
+        """
+        bind = self.session.get_bind(mapper=self.model).engine
+        if self._shared_connection(bind):
+            return bind
+        own = _own_engines.get(bind)
+        if own is None:
+            with _own_engines_lock:
+                own = _own_engines.get(bind)
+                if own is None:
+                    pool = sa.pool.NullPool(
+                        bind.pool._creator,
+                        dialect=bind.dialect,
+                        _dispatch=bind.pool.dispatch,
+                    )
+                    own = _own_engines[bind] = sa.engine.Engine(
+                        pool,
+                        bind.dialect,
+                        bind.url,
+                        logging_name="flask_oauthclient",
+                        # Statement parameters carry tokens: keep them out of
+                        # error messages and logs.
+                        hide_parameters=True,
+                    )
+        return own
 
     @staticmethod
     def _shared_connection(engine: sa.Engine) -> bool:
@@ -437,15 +594,15 @@ class SQLAlchemyStorage(BaseStorage):
 
     @contextmanager
     def _connect(self) -> t.Iterator[sa.Connection]:
-        """A connection for reading, apart from the view's transaction."""
-        engine = self._engine()
-        if self._shared_connection(engine):
-            # Closing a second connection to the shared one would roll back the
-            # view's work: read through the session's connection instead.
-            yield self.session.connection(bind_arguments={"mapper": self.model})
-            return
-        with engine.connect() as conn:
-            yield conn
+        """A connection for reading: the view's own.
+
+        The view already holds it (Flask-Login loaded the user through it), so a
+        read costs no second connection. Writes and locks use connections of their
+        own (:meth:`_engine`) and commit before they return, so a read here sees
+        them: each statement reads the latest committed data on PostgreSQL (READ
+        COMMITTED), and pysqlite begins no transaction for a SELECT.
+        """
+        yield self.session.connection(bind_arguments={"mapper": self.model})
 
     def _in_transaction(self, work: t.Callable[[sa.Connection], _T]) -> _T:
         """Run ``work`` in a transaction of its own and commit it."""
@@ -506,20 +663,21 @@ class SQLAlchemyStorage(BaseStorage):
         if for_update:
             stmt = stmt.with_for_update()
         value = conn.execute(stmt).scalar()
-        return dict(value) if isinstance(value, dict) else None
+        return unseal(value)
 
     def _upsert(
         self,
         conn: sa.Connection,
         provider: str,
         user_id: t.Any,
-        token: Token,
+        token: t.Mapping[str, t.Any],
         identity: Identity | None,
     ) -> None:
         c = self._table.c
         now = _utcnow()
         changes: dict[str, t.Any] = {
-            c.token.key: token,
+            # Encrypted when OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS is set.
+            c.token.key: seal(token),
             c.expires_at.key: _expires_at(token),
             c.updated_at.key: now,
         }
@@ -843,7 +1001,7 @@ class _HeldToken:
         digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big", signed=True)
 
-    def save(self, token: Token) -> None:
+    def save(self, token: t.Mapping[str, t.Any]) -> None:
         token = dict(token)
         self._write(
             lambda conn: self.storage._upsert(
@@ -911,7 +1069,7 @@ def _has_unique(table: sa.Table, keys: set[str]) -> bool:
     )
 
 
-def _expires_at(token: Token) -> datetime | None:
+def _expires_at(token: t.Mapping[str, t.Any]) -> datetime | None:
     """``token["expires_at"]`` (seconds since the epoch) as a UTC datetime."""
     value = token.get("expires_at")
     if value is None and token.get("expires_in") is not None:

@@ -1,8 +1,10 @@
-"""The per-provider blueprint: ``/login/<name>`` and its callback."""
+"""The per-provider blueprint: ``/login/<name>``, its callback, and linking
+(``/login/<name>/link``, ``/login/<name>/unlink``)."""
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import typing as t
 from urllib.parse import urljoin
@@ -17,6 +19,7 @@ from flask import Response
 from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from . import flow
@@ -25,12 +28,15 @@ from .errors import AuthorizationDenied
 from .errors import CallbackError
 from .errors import ConfigurationError
 from .errors import CSRFError
+from .errors import IdentityInUse
 from .errors import LoginRefused
 from .errors import OAuthClientError
 from .errors import StorageError
 from .errors import TokenError
+from .errors import UserRequired
 from .oidc import check_authorization_response_iss
 from .storage.base import CURRENT_USER
+from .storage.base import Identity
 
 if t.TYPE_CHECKING:
     from .extension import _State
@@ -42,6 +48,11 @@ _CSRF_KEY = "_oauthclient_csrf"
 
 #: Longest ``code`` accepted from the provider.
 _MAX_CODE_LENGTH = 2048
+#: What a ``code`` is made of (RFC 6749 appendix A.11: 1*VSCHAR); anything else
+#: (control characters, bytes that were not UTF-8) is refused before the token
+#: request.
+_VSCHARS = re.compile(r"[\x20-\x7e]+")
+_NOT_VSCHAR = re.compile(r"[^\x20-\x7e]")
 
 
 def make_blueprint(provider: Provider, url_prefix: str) -> Blueprint:
@@ -59,8 +70,16 @@ def make_blueprint(provider: Provider, url_prefix: str) -> Blueprint:
     def authorized() -> ResponseReturnValue:
         return _authorized(provider)
 
+    def link() -> ResponseReturnValue:
+        return _link(provider)
+
+    def unlink() -> ResponseReturnValue:
+        return _unlink(provider)
+
     bp.add_url_rule("", "login", login, methods=["GET", "POST"])
     bp.add_url_rule("/authorized", "authorized", authorized, methods=["GET"])
+    bp.add_url_rule("/link", "link", link, methods=["POST"])
+    bp.add_url_rule("/unlink", "unlink", unlink, methods=["POST"])
     return bp
 
 
@@ -108,10 +127,12 @@ def _state() -> _State:
     return t.cast("_State", current_app.extensions["oauthclient"])
 
 
-def _login(provider: Provider) -> ResponseReturnValue:
+def _login(provider: Provider, link_user: str | None = None) -> ResponseReturnValue:
     state = _state()
     ap = state.providers[provider.name]
-    next_url = flow.safe_next(request.values.get("next"), state.login_redirect)
+    next_url = flow.safe_next(
+        _query_args().get("next") or request.form.get("next"), state.login_redirect
+    )
     pending = flow.begin(
         provider.name,
         next_url,
@@ -119,6 +140,7 @@ def _login(provider: Provider) -> ResponseReturnValue:
         nonce=ap.nonce,
         ttl=state.state_ttl,
         max_pending=state.max_pending,
+        link_user=link_user,
     )
     redirect_uri = url_for(f"{provider.name}.authorized", _external=True)
     return redirect(ap.authorization_url(pending, redirect_uri))
@@ -127,15 +149,24 @@ def _login(provider: Provider) -> ResponseReturnValue:
 def _authorized(provider: Provider) -> ResponseReturnValue:
     state = _state()
     ap = state.providers[provider.name]
-    args = request.args
     try:
+        args = _query_args()
         pending = flow.complete(provider.name, args.getlist("state"))
+        if pending.link_user is not None and _current_user_id() != pending.link_user:
+            raise CallbackError(
+                "link_user_changed",
+                "The user who started linking this account is no longer logged in.",
+            )
         if "error" in args:
             raise AuthorizationDenied(
-                args.get("error", "")[:64], args.get("error_description")
+                _printable(args.get("error", ""), 64), args.get("error_description")
             )
         codes = args.getlist("code")
-        if len(codes) != 1 or not codes[0] or len(codes[0]) > _MAX_CODE_LENGTH:
+        if (
+            len(codes) != 1
+            or len(codes[0]) > _MAX_CODE_LENGTH
+            or not _VSCHARS.fullmatch(codes[0])
+        ):
             raise CallbackError(
                 "invalid_code", "The callback needs exactly one authorization code."
             )
@@ -154,6 +185,12 @@ def _authorized(provider: Provider) -> ResponseReturnValue:
         redirect_uri = url_for(f"{provider.name}.authorized", _external=True)
         token = ap.fetch_token(codes[0], pending, redirect_uri)
         identity, userinfo = ap.identify(token, pending.nonce)
+        if pending.link_user is not None:
+            user = _link_token(state, provider, token, identity)
+            signals.oauth_authorized.send(
+                provider, token=token, userinfo=userinfo, user=user
+            )
+            return redirect(pending.next_url)
         result = state.ext.handle_login(provider, token, userinfo)
         if isinstance(result, (Response, HTTPException)) or (
             isinstance(result, tuple) and result
@@ -170,6 +207,80 @@ def _authorized(provider: Provider) -> ResponseReturnValue:
         raise
     signals.oauth_authorized.send(provider, token=token, userinfo=userinfo, user=user)
     return redirect(pending.next_url)
+
+
+def _printable(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters, with anything but printable ASCII
+    replaced: an OAuth error code is made of those (RFC 6749 §4.1.2.1), and it goes
+    into log lines."""
+    return _NOT_VSCHAR.sub("?", value[:limit])
+
+
+def _query_args() -> MultiDict[str, str]:
+    """``request.args``; a query string that is not UTF-8 (raw bytes a browser
+    never sends) is a 400, where werkzeug would raise."""
+    try:
+        return request.args
+    except UnicodeDecodeError:
+        raise CallbackError(
+            "malformed_query", "The query string is not valid UTF-8."
+        ) from None
+
+
+def _current_user_id() -> str | None:
+    """The Flask-Login id of the logged-in user, or ``None``."""
+    if not hasattr(current_app, "login_manager"):
+        return None
+    from flask_login import current_user
+
+    if not current_user.is_authenticated:
+        return None
+    user_id = current_user.get_id()
+    return str(user_id) if user_id is not None else None
+
+
+def _link(provider: Provider) -> ResponseReturnValue:
+    """``POST /login/<name>/link``: link this provider to the logged-in user."""
+    check_csrf()
+    user_id = _current_user_id()
+    if user_id is None:
+        raise UserRequired("Linking an account needs a logged-in user.")
+    return _login(provider, link_user=user_id)
+
+
+def _link_token(
+    state: _State, provider: Provider, token: dict[str, t.Any], identity: Identity
+) -> t.Any:
+    """Store the token of a link for the current user, unless the provider
+    identity belongs to another user. Returns the current user."""
+    from flask_login import current_user
+
+    storage = state.storage
+    try:
+        owner = storage.find_user(provider.name, identity)
+    except OAuthClientError:
+        raise
+    except Exception:
+        log.exception("Looking up the owner of the %s identity failed.", provider.name)
+        raise StorageError("The account could not be linked.") from None
+    if owner is not None and storage.user_key(owner) != storage.user_key(CURRENT_USER):
+        raise IdentityInUse(
+            f"The {provider.name!r} identity is linked to another user; nothing was"
+            " stored."
+        )
+    _save_token(state, provider, token, identity, None)
+    return current_user._get_current_object()
+
+
+def _unlink(provider: Provider) -> ResponseReturnValue:
+    """``POST /login/<name>/unlink``: unlink this provider from the logged-in
+    user, unless it is their last way to log in."""
+    state = _state()
+    check_csrf()
+    if _current_user_id() is None:
+        raise UserRequired("Unlinking an account needs a logged-in user.")
+    provider.unlink()
+    return redirect(flow.safe_next(request.form.get("next"), state.login_redirect))
 
 
 def _save_token(

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from flask_oauthclient import OAuth
+from flask_oauthclient import ReauthorizationRequired
 from flask_oauthclient import TokenExpiredError
 from flask_oauthclient import TokenUpdated
 from flask_oauthclient.signals import token_refreshed
@@ -370,3 +371,24 @@ def test_token_updater_callable_is_called_after_saving(
     saved = storage.get("corp", user="alice")
     assert saved is not None
     assert seen == [(saved["access_token"], saved)]
+
+
+def test_other_refresh_errors_are_a_provider_error_and_keep_the_token(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    idp.token_handler = lambda request: response(401, {"error": "invalid_client"})
+    r = client.get("/me", headers={"X-User": "alice", "Accept": "application/json"})
+    assert r.status_code == 502
+    assert storage.get("corp", user="alice") == old
+
+
+def test_token_updated_style_with_a_revoked_refresh_token(
+    idp: FakeIdP, storage: CountingStorage
+) -> None:
+    app, oauth = make_app(idp, storage, token_updater=None)
+    give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    idp.live_refresh_tokens.clear()
+    with app.test_request_context(headers={"X-User": "alice"}):
+        with pytest.raises(ReauthorizationRequired):
+            oauth.corp.get("me")

@@ -3,17 +3,27 @@ URLs."""
 
 from __future__ import annotations
 
+import time
 import typing as t
+import uuid
+from contextlib import contextmanager
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 from click.testing import Result
 from flask import Flask
 
 from flask_oauthclient import OAuth
+from flask_oauthclient.cli import parse_cutoff
+from flask_oauthclient.cli import parse_duration
 from flask_oauthclient.providers import get_preset
 from flask_oauthclient.providers import preset_names
+from flask_oauthclient.storage import Identity
 
 SECRET = "s3cr3t-never-shown"
 TENANT_URLS = {
@@ -201,3 +211,258 @@ def test_help(app: Flask) -> None:
     assert result.exit_code == 0
     assert "callback URL" in result.output
     assert "versionadded" not in result.output
+
+
+# -- flask oauth tokens / purge ------------------------------------------------------
+
+
+@pytest.fixture
+def token_env(database_url: str) -> t.Iterator[t.Any]:
+    """An app with SQLAlchemyStorage, providers "dev" and "corp", and four users."""
+    with make_token_env(database_url) as env:
+        yield env
+
+
+@contextmanager
+def make_token_env(database_url: str, **config: t.Any) -> t.Iterator[t.Any]:
+    from test_sqla import created
+    from test_sqla import make_env
+
+    with created(make_env(database_url, uuid.uuid4().hex[:12])) as env:
+        env.app.config.update(config)
+        oauth = OAuth()
+        for name in ("dev", "corp"):
+            oauth.register(
+                name,
+                client_id="id",
+                client_secret=SECRET,
+                authorize_url="https://idp.example/authorize",
+                token_url="https://idp.example/token",
+            )
+        oauth.init_app(env.app, storage=env.storage)
+        env.users = [env.User(name=f"user{i}") for i in range(4)]
+        env.db.session.add_all(env.users)
+        env.db.session.commit()
+        yield env
+
+
+def store(
+    env: t.Any,
+    provider: str,
+    user: int,
+    *,
+    expires_in: float | None,
+    refresh: bool = True,
+    identity: bool = True,
+) -> None:
+    token: dict[str, t.Any] = {
+        "access_token": f"{SECRET}-access-{provider}-{user}",
+        "token_type": "Bearer",
+    }
+    if refresh:
+        token["refresh_token"] = f"{SECRET}-refresh-{provider}-{user}"
+    if expires_in is not None:
+        token["expires_at"] = time.time() + expires_in
+    env.storage.set(
+        provider,
+        token,
+        user=env.users[user],
+        identity=Identity("https://idp.example", f"sub-{user}") if identity else None,
+    )
+
+
+def cli(env: t.Any, *args: str, exit_code: int = 0) -> str:
+    result = env.app.test_cli_runner().invoke(args=["oauth", *args])
+    assert result.exit_code == exit_code, result.output
+    assert SECRET not in result.output
+    return result.output
+
+
+def table(output: str) -> dict[str, list[str]]:
+    """The rows of `flask oauth tokens`, by provider."""
+    lines = output.splitlines()
+    assert lines[0].split() == [
+        "provider",
+        "tokens",
+        "expired",
+        "expiring",
+        "no",
+        "expiry",
+        "no",
+        "refresh",
+        "links",
+        "only",
+    ]
+    rows = {}
+    for line in lines[1:]:
+        if not line.strip():
+            break
+        name, *numbers = line.split()
+        rows[name] = numbers
+    return rows
+
+
+DAY = 86400
+
+
+def test_tokens_counts_per_provider(token_env: t.Any) -> None:
+    env = token_env
+    store(env, "dev", 0, expires_in=-DAY)  # expired
+    store(env, "dev", 1, expires_in=600, refresh=False)  # expiring within 1h
+    store(env, "dev", 2, expires_in=None)  # no expiry
+    store(env, "dev", 3, expires_in=-60)
+    env.storage.delete("dev", user=env.users[3])  # a link only
+    store(env, "corp", 0, expires_in=2 * DAY)
+    rows = table(cli(env, "tokens"))
+    #                tokens expired expiring no-expiry no-refresh links
+    assert rows == {
+        "dev": ["3", "1", "1", "1", "1", "1"],
+        "corp": ["1", "0", "0", "0", "0", "0"],
+        "total": ["4", "1", "1", "1", "1", "1"],
+    }
+    rows = table(cli(env, "tokens", "--expiring-within", "3d", "--provider", "corp"))
+    assert rows == {"corp": ["1", "0", "1", "0", "0", "0"]}
+
+
+def test_tokens_on_an_empty_table_and_unregistered_providers(token_env: t.Any) -> None:
+    env = token_env
+    output = cli(env, "tokens")
+    assert table(output) == {
+        "dev": ["0"] * 6,
+        "corp": ["0"] * 6,
+        "total": ["0"] * 6,
+    }
+    assert "within 1h" in output
+    store(env, "retired", 0, expires_in=60)
+    output = cli(env, "tokens", "--provider", "retired")
+    assert "retired" in table(output)
+    assert "(not registered)" in output
+
+
+def test_tokens_refuses_a_bad_window(token_env: t.Any) -> None:
+    output = cli(token_env, "tokens", "--expiring-within", "soon", exit_code=2)
+    assert "is not a duration" in output
+
+
+def test_purge_keeps_identity_links(token_env: t.Any) -> None:
+    env = token_env
+    store(env, "dev", 0, expires_in=-40 * DAY)
+    store(env, "dev", 1, expires_in=-40 * DAY, identity=False)
+    store(env, "dev", 2, expires_in=-DAY)  # expired, but not 30 days ago
+    store(env, "dev", 3, expires_in=None)  # never expires: kept
+    store(env, "corp", 0, expires_in=-40 * DAY)
+
+    output = cli(env, "purge", "--expired-before", "30d", "--dry-run")
+    assert "Would purge 3 token(s) expired before " in output
+    assert "(corp: 1, dev: 2)" in output
+    assert "2 row(s) would stay as identity links, 1 would be deleted." in output
+    assert len(rows_of(env)) == 5
+
+    output = cli(env, "purge", "--expired-before", "30d")
+    assert "Purged 3 token(s)" in output
+    assert "2 row(s) stay as identity links, 1 were deleted." in output
+    left = {(r["provider"], r["subject"]): r for r in rows_of(env)}
+    assert set(left) == {
+        ("dev", "sub-0"),
+        ("dev", "sub-2"),
+        ("dev", "sub-3"),
+        ("corp", "sub-0"),
+    }
+    assert left[("dev", "sub-0")]["token"] is None
+    assert left[("corp", "sub-0")]["token"] is None
+    assert left[("dev", "sub-2")]["token"] is not None
+    assert left[("dev", "sub-3")]["token"] is not None
+    # A returning user is still recognized by the identity link.
+    with env.app.app_context():
+        found = env.storage.find_user("dev", Identity("https://idp.example", "sub-0"))
+        assert found is not None and found.id == env.users[0].id
+
+    assert "No token expired before" in cli(env, "purge", "--expired-before", "30d")
+
+
+def test_purge_unlink_and_provider(token_env: t.Any) -> None:
+    env = token_env
+    store(env, "dev", 0, expires_in=-40 * DAY)
+    store(env, "corp", 0, expires_in=-40 * DAY)
+    output = cli(env, "purge", "--expired-before", "2000-01-01", "--provider", "dev")
+    assert "No token expired before 2000-01-01T00:00:00+00:00." in output
+    output = cli(
+        env, "purge", "--expired-before", "1w", "--provider", "dev", "--unlink"
+    )
+    assert "Purged 1 token(s)" in output
+    assert "0 row(s) stay as identity links, 1 were deleted." in output
+    assert [r["provider"] for r in rows_of(env)] == ["corp"]
+
+
+def test_purge_never_touches_live_tokens(token_env: t.Any) -> None:
+    env = token_env
+    store(env, "dev", 0, expires_in=DAY)
+    output = cli(env, "purge", "--expired-before", "2999-01-01T00:00:00Z")
+    assert "No token expired before" in output
+    assert rows_of(env)[0]["token"] is not None
+
+
+def test_purge_refuses_a_bad_date(token_env: t.Any) -> None:
+    output = cli(token_env, "purge", "--expired-before", "yesterday", exit_code=2)
+    assert "neither an ISO date or time" in output
+    output = cli(token_env, "purge", exit_code=2)
+    assert "--expired-before" in output
+
+
+@pytest.mark.parametrize("command", [["tokens"], ["purge", "--expired-before", "1d"]])
+def test_token_commands_need_sqlalchemy_storage(app: Flask, command: list[str]) -> None:
+    setup(app, "github")
+    result = app.test_cli_runner().invoke(args=["oauth", *command])
+    assert result.exit_code == 1
+    assert "works with SQLAlchemyStorage only" in result.output
+    assert "SessionStorage" in result.output
+    assert "session cookie" in result.output
+
+
+def test_parse_duration_and_cutoff() -> None:
+    assert parse_duration("30d") == timedelta(days=30)
+    assert parse_duration("1d12h") == timedelta(hours=36)
+    assert parse_duration("2W") == timedelta(weeks=2)
+    assert parse_duration("90 m") == timedelta(minutes=90)
+    for bad in ("", "d", "30", "30x", "1.5d", "-1d", "30d garbage"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    assert parse_cutoff("1d", now) == datetime(2026, 2, 28, 12, tzinfo=timezone.utc)
+    assert parse_cutoff("2026-01-31", now) == datetime(2026, 1, 31, tzinfo=timezone.utc)
+    assert parse_cutoff("2026-01-31T12:00:00+01:00", now) == datetime(
+        2026, 1, 31, 11, tzinfo=timezone.utc
+    )
+    assert parse_cutoff("2026-01-31T12:00Z", now) == datetime(
+        2026, 1, 31, 12, tzinfo=timezone.utc
+    )
+    with pytest.raises(ValueError):
+        parse_cutoff("last week", now)
+
+
+def rows_of(env: t.Any) -> list[t.Any]:
+    tokens = env.OAuthToken.__table__
+    with env.db.engine.connect() as conn:
+        stmt = sa.select(tokens).order_by(tokens.c.id)
+        return list(conn.execute(stmt).mappings())
+
+
+def test_tokens_reads_encrypted_tokens(tmp_path: t.Any) -> None:
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'encrypted.sqlite'}"
+    with make_token_env(url, OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS=[key]) as env:
+        with env.app.app_context():
+            store(env, "dev", 0, expires_in=600)
+            store(env, "dev", 1, expires_in=600, refresh=False)
+        stored = rows_of(env)[0]["token"]
+        assert list(stored) == ["enc"]  # encrypted at rest
+        assert table(cli(env, "tokens", "--provider", "dev")) == {
+            "dev": ["2", "0", "2", "0", "1", "0"]
+        }
+        # Without the key, the refresh token can't be looked for: said, not guessed.
+        env.app.extensions["oauthclient"].cipher = None
+        output = cli(env, "tokens", "--provider", "dev")
+        assert table(output) == {"dev": ["2", "0", "2", "0", "0", "0"]}
+        assert "2 token(s) can't be decrypted" in output

@@ -80,3 +80,57 @@ def _csrf(client: FlaskClient) -> str:
     )
     assert match is not None
     return match.group(1)
+
+
+def test_the_readme_example_command_serves_a_working_site(tmp_path: Path) -> None:
+    """``./scripts/run-example`` runs ``python -m example_app``: the site and the
+    development provider both stay up, and a login goes through."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from urllib.parse import urljoin
+
+    import requests
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    port, provider_port = free_port(), free_port()
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite'}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "example_app", "--port", str(port)]
+        + ["--provider-port", str(provider_port)],
+        cwd=Path(__file__).parent.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        http = requests.Session()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                http.get(base + "/", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, "the example app exited"
+                assert time.monotonic() < deadline, "the example app never answered"
+                time.sleep(0.1)
+        page = http.get(base + "/login/dev?next=/profile", timeout=5)
+        assert page.url.startswith(f"http://127.0.0.1:{provider_port}/authorize")
+        fields = dict(
+            re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text)
+        )
+        fields["username"] = "readme"
+        action = re.search(r'<form[^>]*action="([^"]*)"', page.text)
+        target = urljoin(page.url, action.group(1) if action else "")
+        profile = http.post(target, data=fields, timeout=10)
+        assert profile.url == base + "/profile"
+        assert "readme@example.test" in profile.text
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -687,7 +687,7 @@ def single_flight_threads(
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert not errors
+    assert not errors, errors
     assert len(refreshed) == 1
     assert seen == [f"fresh-{refreshed[0]}"] * count
     assert env.storage.get("google", user=alice) == token(f"fresh-{refreshed[0]}")

@@ -14,7 +14,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from weakref import WeakValueDictionary
 
-Token = dict[str, t.Any]
+from ..redaction import mask_secrets
+
+
+class Token(dict[str, t.Any]):
+    """A token as the extension hands it out (:attr:`Provider.token
+    <flask_oauthclient.Provider.token>`, the storages, ``on_login``): a plain
+    :class:`dict` of what the provider issued, equal to one and JSON-serializable
+    like one, whose ``repr`` (and ``str``) masks the secret values (access, refresh
+    and ID tokens), so that printing or logging it leaks nothing.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Token({mask_secrets(self)!r})"
+
+    def copy(self) -> Token:
+        return Token(self)
 
 
 class _CurrentUser:
@@ -28,8 +47,10 @@ CURRENT_USER: t.Any = _CurrentUser()
 
 @dataclass
 class Identity:
-    """Who a token belongs to at the provider: ``(issuer, subject)`` for OpenID
-    Connect, ``(provider name, provider's user id)`` for plain OAuth 2 providers."""
+    """Who a token belongs to at the provider: ``(issuer, subject)``. For OpenID
+    Connect the ID token's ``iss`` and ``sub``; for plain OAuth 2 providers the
+    provider's ``issuer`` if configured, else the origin of its authorization URL
+    (``https://github.com``), and its user id."""
 
     issuer: str
     subject: str
@@ -42,17 +63,17 @@ class LockedToken:
     def __init__(
         self,
         token: Token | None,
-        save: t.Callable[[Token], None],
+        save: t.Callable[[t.Mapping[str, t.Any]], None],
         delete: t.Callable[[], None],
     ) -> None:
-        self.token = token
+        self.token = Token(token) if token is not None else None
         self._save = save
         self._delete = delete
 
-    def save(self, token: Token) -> None:
+    def save(self, token: t.Mapping[str, t.Any]) -> None:
         """Store ``token``; it is durable when this returns."""
         self._save(token)
-        self.token = token
+        self.token = Token(token)
 
     def delete(self) -> None:
         """Remove the stored token."""
@@ -75,7 +96,7 @@ class BaseStorage:
     def set(
         self,
         provider: str,
-        token: Token,
+        token: t.Mapping[str, t.Any],
         *,
         user: t.Any = CURRENT_USER,
         identity: Identity | None = None,
@@ -99,6 +120,15 @@ class BaseStorage:
         """Return the user whose token of ``provider`` has this identity, or
         ``None``. Storages that do not record identities always return ``None``."""
         return None
+
+    def linked(self, provider: str, *, user: t.Any = CURRENT_USER) -> bool:
+        """Whether ``provider`` is linked to ``user``: a token is stored, or (for
+        storages that record identities) the provider identity is still linked
+        after its token was removed. Unlinking refuses to remove the last one.
+
+        .. versionadded:: 0.1
+        """
+        return self.get(provider, user=user) is not None
 
     def user_key(self, user: t.Any = CURRENT_USER) -> t.Hashable:
         """A hashable key for ``user``, used to serialize refreshes per user.

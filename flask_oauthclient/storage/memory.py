@@ -25,18 +25,21 @@ class MemoryStorage(BaseStorage):
     def __init__(
         self,
         user: t.Callable[[], t.Hashable] | None = None,
-        tokens: t.Mapping[str, Token] | None = None,
+        tokens: t.Mapping[str, t.Mapping[str, t.Any]] | None = None,
     ) -> None:
         self._user = user
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, t.Hashable], Token] = {}
         self._identities: dict[tuple[str, t.Hashable], Identity] = {}
         for provider, token in (tokens or {}).items():
-            self._tokens[(provider, None)] = dict(token)
+            self._tokens[(provider, None)] = Token(token)
 
     def user_key(self, user: t.Any = CURRENT_USER) -> t.Hashable:
+        if self._user is None:
+            # One shared token per provider, whoever logged in.
+            return None
         if user is CURRENT_USER:
-            return self._user() if self._user is not None else None
+            return self._user()
         # A Flask-Login user is keyed by its id, like the current user usually is.
         get_id = getattr(user, "get_id", None)
         return t.cast(t.Hashable, get_id() if callable(get_id) else user)
@@ -44,19 +47,19 @@ class MemoryStorage(BaseStorage):
     def get(self, provider: str, *, user: t.Any = CURRENT_USER) -> Token | None:
         with self._lock:
             token = self._tokens.get((provider, self.user_key(user)))
-        return dict(token) if token is not None else None
+        return Token(token) if token is not None else None
 
     def set(
         self,
         provider: str,
-        token: Token,
+        token: t.Mapping[str, t.Any],
         *,
         user: t.Any = CURRENT_USER,
         identity: Identity | None = None,
     ) -> None:
         key = (provider, self.user_key(user))
         with self._lock:
-            self._tokens[key] = dict(token)
+            self._tokens[key] = Token(token)
             if identity is not None:
                 self._identities[key] = identity
 
@@ -71,6 +74,11 @@ class MemoryStorage(BaseStorage):
         with self._lock:
             self._tokens.pop(key, None)
             self._identities.pop(key, None)
+
+    def linked(self, provider: str, *, user: t.Any = CURRENT_USER) -> bool:
+        key = (provider, self.user_key(user))
+        with self._lock:
+            return key in self._tokens or key in self._identities
 
     def find_user(self, provider: str, identity: Identity) -> t.Hashable | None:
         """Return the key of the user whose token has this identity, or ``None``."""

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 from flask import session
 
+# A module import: encryption imports storage.base, and may be the first to load.
+from .. import encryption
 from .base import BaseStorage
 from .base import CURRENT_USER
 from .base import Identity
@@ -22,7 +24,10 @@ class SessionStorage(BaseStorage):
     The session is a signed (not encrypted) cookie by default: the user can read the
     token, and a browser cookie holds about 4 KB. The ID token is therefore not kept
     (its verified claims were given to ``on_login`` already). Use
-    :class:`~flask_oauthclient.sqla.SQLAlchemyStorage` to keep tokens server-side.
+    :class:`~flask_oauthclient.sqla.SQLAlchemyStorage` to keep tokens server-side,
+    or set ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS``: the token is then encrypted in the
+    cookie (see :mod:`flask_oauthclient.encryption`), which makes it about a third
+    larger.
 
     Two concurrent requests of one browser each carry their own copy of the cookie;
     a refresh made by one is shared with the other through the in-process refresh
@@ -35,19 +40,19 @@ class SessionStorage(BaseStorage):
         tokens = session.get(_KEY)
         if not tokens:
             return None
-        token = tokens.get(provider)
-        return dict(token) if token else None
+        return encryption.unseal(tokens.get(provider))
 
     def set(
         self,
         provider: str,
-        token: Token,
+        token: t.Mapping[str, t.Any],
         *,
         user: t.Any = CURRENT_USER,
         identity: Identity | None = None,
     ) -> None:
         tokens = dict(session.get(_KEY) or {})
-        tokens[provider] = {k: v for k, v in token.items() if k != "id_token"}
+        kept = {k: v for k, v in token.items() if k != "id_token"}
+        tokens[provider] = encryption.seal(kept)
         session[_KEY] = tokens
 
     def delete(self, provider: str, *, user: t.Any = CURRENT_USER) -> None:
