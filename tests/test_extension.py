@@ -165,3 +165,13 @@ def test_providers_outside_an_initialized_app() -> None:
         pytest.raises(ConfigurationError, match="init_app"),
     ):
         oauth.corp.token  # noqa: B018
+
+
+def test_every_config_key_is_documented() -> None:
+    from pathlib import Path
+
+    from flask_oauthclient.extension import CONFIG_DEFAULTS
+
+    docs = (Path(__file__).parent.parent / "docs" / "config.rst").read_text()
+    missing = [key for key in CONFIG_DEFAULTS if f".. py:data:: {key}" not in docs]
+    assert missing == []
