@@ -158,17 +158,19 @@ def register_secret(value: str | None) -> None:
 
 def redact(text: str) -> str:
     """``text`` with every secret it shows replaced by :data:`MASK`."""
-    with _secrets_lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for secret in known:
-        if secret in text:
-            text = text.replace(secret, MASK)
     text = _JWT.sub(MASK, text)
     text = _QUOTED_PAIR.sub(rf"\g<pre>\g<vq>{MASK}\g<vq>", text)
     text = _FORM_PAIR.sub(rf"\g<pre>{MASK}", text)
     text = _AUTH_HEADER.sub(rf"\g<pre>{MASK}", text)
     text = _SCHEME_CREDENTIALS.sub(rf"\g<pre>{MASK}", text)
     text = _NAMED_TOKEN.sub(rf"\g<pre>{MASK}", text)
+    # Known secrets last: replaced first, a short one could break up a key the
+    # patterns above look for ("client_secret" with the secret "secret").
+    with _secrets_lock:
+        known = sorted(_secrets, key=len, reverse=True)
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, MASK)
     return text
 
 

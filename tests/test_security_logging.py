@@ -311,3 +311,13 @@ def test_attacker_text_cannot_forge_log_lines(
     assert ours
     for record in ours:
         assert "\n" not in record.getMessage() and "\r" not in record.getMessage()
+
+
+def test_a_short_registered_secret_does_not_break_key_redaction() -> None:
+    """A client secret that is also part of a key name ("secret" in
+    "client_secret") must not keep the key's value from being redacted."""
+    redaction.register_secret("secret")
+    text = "Obtained token {'token_type': 'Bearer', 'client_secret': '00000000'}."
+    redacted = redaction.redact(text)
+    assert "00000000" not in redacted
+    assert redaction.redact(redacted) == redacted
