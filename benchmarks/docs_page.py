@@ -1,0 +1,213 @@
+"""Writing ``docs/performance.rst`` and ``docs/_static/performance.png`` from a run."""
+
+from __future__ import annotations
+
+import typing as t
+from pathlib import Path
+
+from benchmarks import report
+
+PAGE = """\
+Performance
+===========
+
+What an OAuth client costs is measured by the benchmark suite in ``benchmarks/``,
+against a floor and against the two closest peers, `Flask-Dance`_ and `Authlib`_'s
+Flask client, side by side in one run. This page shows the last published run; run
+it on your own machine with:
+
+.. code-block:: text
+
+    $ pip install -e '.[bench]'
+    $ python -m benchmarks --docs          # about {duration} on 2 cores
+    $ python -m benchmarks --quick         # a smoke run
+
+.. _Flask-Dance: https://flask-dance.readthedocs.io/
+.. _Authlib: https://docs.authlib.org/
+
+What is measured
+----------------
+
+Four apps do the same work and are each served by gunicorn (``gthread`` workers) on
+loopback:
+
+- **Floor**: a module-level :class:`requests.Session` with a fixed bearer header; no
+  OAuth, no database, no login. What an app costs above it is the price of its OAuth
+  client, its token storage and its logged-in user.
+- **Flask-OAuthClient**: ``oauth.register`` with discovery,
+  :class:`~flask_oauthclient.sqla.SQLAlchemyStorage`, Flask-Login, as in
+  :doc:`quickstart`.
+- **Flask-Dance** {dance_version}: an ``OAuth2ConsumerBlueprint`` with PKCE and auto
+  refresh, its ``SQLAlchemyStorage`` tied to ``current_user``, as its multi-user docs
+  show.
+- **Authlib** {authlib_version}: ``authlib.integrations.flask_client.OAuth`` with
+  ``fetch_token`` / ``update_token`` on a SQLAlchemy model, as its Flask docs show.
+
+Each protected request loads the logged-in user, loads that user's token, calls the
+provider's userinfo endpoint and answers its JSON. The provider is the development
+OpenID provider (:mod:`flask_oauthclient.testing.devprovider`) with rotating refresh
+tokens; it counts token calls and new TCP connections.{reuse}
+Users log in for real through each app; the only test-only endpoint marks the
+stored token expired.
+
+1. **Protected call**: {calls} sequential requests per repeat, {repeats} repeats
+   after a warm-up, apps interleaved; median latency seen by the client, the app
+   worker's CPU time per call, and the new TCP connections the provider accepted.
+2. **Refresh storm**: the stored token marked expired (in the app and at the
+   provider), then {storm_n} concurrent requests; the token endpoint takes
+   {delay_ms:g} ms, like a real provider. Once with threads (1 worker x 16 threads,
+   SQLite) and once with processes (4 workers, PostgreSQL). Counted: refresh calls
+   the provider saw, failed requests, and whether the stored token still works
+   afterwards. A fresh login before each of {storm_repeats} repeats.
+3. **Login throughput**: full logins (login view, authorize and the provider's
+   sign-in form, callback, code exchange, ID token / profile, user row) per second,
+   {login_n} browsers at a time, each a different returning user, for {login_s:g} s,
+   {login_repeats} repeats.
+4. **Import and memory**: cold import in a fresh interpreter (median of
+   {import_repeats}), of the library alone (after Flask, Flask-SQLAlchemy,
+   Flask-Login, requests and SQLAlchemy) and of the whole app module; resident memory
+   of the worker after scenario 1.
+
+Results
+-------
+
+{environment}
+
+{table}
+
+"Ours/best peer" compares with the better of Flask-Dance and Authlib on that row.
+
+.. image:: _static/performance.png
+    :alt: Bar charts of the results above.
+
+Reading the results
+-------------------
+
+{findings}
+
+Notes on the peers
+------------------
+
+- Flask-Dance has no OpenID Connect support: its login does not check an ID token,
+  and its profile comes from the userinfo endpoint. Flask-OAuthClient checks the ID
+  token (signature, issuer, audience, nonce, expiry) *and* fetches userinfo; Authlib
+  checks the ID token and takes the profile from it, without a userinfo call.
+- The Flask-Dance app differs from its docs' example in two ways, both in its
+  favour: a returning user's row gets the new token, and ``provider_user_id`` is
+  nullable. With the docs' ``nullable=False`` every automatic refresh fails, because
+  the storage saves a refreshed token by deleting the row and inserting one without
+  that column (`flask-dance#421
+  <https://github.com/singingwolfboy/flask-dance/pull/421>`__).
+- In the storms, the peers refresh once per request with the same refresh token:
+  the provider answers the first and refuses the others (``invalid_grant``); with
+  reuse detection it then revokes the grant, so the token the winner stored stops
+  working too, and the user has to log in again.
+- Flask-Dance keeps its per-request OAuth session on the blueprint, shared by
+  concurrent requests (singingwolfboy/flask-dance#430): under concurrent logins an
+  authorization URL now and then goes out without its ``redirect_uri``.
+- A peer that fails a scenario is a measured result, not an error of the run.
+
+The raw data of every run is in ``benchmarks/results/`` (JSON, with the per-repeat
+numbers and the environment); ``benchmarks/README.md`` explains the options.
+"""
+
+
+def _environment(env: dict[str, t.Any]) -> str:
+    pk = env["packages"]
+    pg = env.get("postgresql") or "not used"
+    load = ", ".join(map(str, env.get("load_average", [])))
+    return (
+        f"Run {env['date']} (commit ``{env.get('commit') or '?'}``): "
+        f"{env['cores']} cores ({env.get('cpu') or 'unknown CPU'}), "
+        f"{env['implementation']} {env['python']}, {env['platform']}; "
+        f"SQLite {env['sqlite']}, PostgreSQL {pg}; "
+        f"load average at the start {load}; "
+        + ", ".join(f"{name} {v}" for name, v in pk.items() if v)
+        + "."
+    )
+
+
+def _findings(data: dict[str, t.Any], rows: list[report.Row]) -> str:
+    lines = []
+    for row in rows:
+        if row.met is None:
+            continue
+        verdict = "met" if row.met else "**not met**"
+        ratios = []
+        if row.vs_floor is not None and row.better:
+            ratios.append(f"{row.vs_floor:.2f}x the floor")
+        if row.vs_best_peer is not None:
+            ratios.append(f"{row.vs_best_peer:.2f}x the best peer")
+        extra = f" ({', '.join(ratios)})" if ratios else ""
+        lines.append(f"- {row.metric}: goal {row.goal}, {verdict}{extra}.")
+    protected = data.get("protected", {})
+    if "floor" in protected and "ours" in protected:
+        floor = protected["floor"]["median_ms"]
+        ours = protected["ours"]["median_ms"]
+        lines.append(
+            f"- The development provider answers userinfo in a few milliseconds, so"
+            f" the {ours - floor:.1f} ms that Flask-OAuthClient adds per protected"
+            f" request (user, token, session) weigh {ours / floor:.2f}x here; with a"
+            f" provider 50 ms away the same overhead would be"
+            f" {(ours + 50) / (floor + 50):.2f}x the floor."
+        )
+    for key, title in (("storm_threads", "threads"), ("storm_processes", "processes")):
+        storm = data.get(key) or {}
+        for app in ("flask_dance", "authlib"):
+            result = storm.get(app)
+            if not result:
+                continue
+            lines.append(
+                f"- Storm with {title}, {report.SHORT[app]}: "
+                f"{result['refresh_calls']:g} refresh calls (median),"
+                f" {result['invalid_grant_total']} ``invalid_grant`` answers in all,"
+                f" {result['failed_total']} of {result['requests_total']} requests"
+                f" failed, stored token works afterwards"
+                f" {result['token_works_after']} of {result['repeats_run']} times."
+            )
+    for app, result in data.get("logins", {}).items():
+        if result.get("failed"):
+            reasons = [e for r in result["repeats"] for e in r.get("errors", [])]
+            total = result["failed"] + sum(r["logins"] for r in result["repeats"])
+            lines.append(
+                f"- Logins, {report.SHORT[app]}: {result['failed']} of {total} failed"
+                + (f" (first: ``{reasons[0]}``)" if reasons else "")
+                + "."
+            )
+    return "\n".join(lines)
+
+
+def write(data: dict[str, t.Any], docs: Path) -> list[Path]:
+    rows = report.rows(data)
+    plan = data["plan"]
+    env = data["environment"]
+    minutes = data.get("duration_s", 0) / 60
+    page = PAGE.format(
+        duration=f"{minutes:.0f} minutes" if minutes >= 1.5 else "a minute",
+        dance_version=env["packages"].get("Flask-Dance") or "",
+        authlib_version=env["packages"].get("Authlib") or "",
+        reuse=(
+            "\nPresenting a spent refresh token revokes the whole grant, as"
+            " oidc-provider,\nOkta and Auth0 do."
+            if data["settings"].get("revoke_grant_on_reuse")
+            else ""
+        ),
+        calls=plan["protected_calls"],
+        repeats=plan["protected_repeats"],
+        storm_n=plan["storm_concurrency"],
+        delay_ms=plan["storm_token_delay"] * 1000,
+        storm_repeats=plan["storm_repeats"],
+        login_n=plan["login_concurrency"],
+        login_s=plan["login_seconds"],
+        login_repeats=plan["login_repeats"],
+        import_repeats=plan["import_repeats"],
+        environment=_environment(env),
+        table=report.rst_table(rows),
+        findings=_findings(data, rows),
+    )
+    page_path = docs / "performance.rst"
+    page_path.write_text(page)
+    image = docs / "_static" / "performance.png"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    report.chart(data, image)
+    return [page_path, image]

@@ -1,0 +1,468 @@
+"""The four scenarios. Each returns plain data (JSON-ready); the report turns it
+into medians, ratios and a table."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.client import ACCEPT_JSON
+from benchmarks.client import Browser
+from benchmarks.client import Connection
+from benchmarks.client import LoginFailed
+from benchmarks.servers import APPS
+from benchmarks.servers import cpu_seconds
+from benchmarks.servers import ROOT
+from benchmarks.servers import rss_bytes
+from benchmarks.servers import Server
+
+if t.TYPE_CHECKING:
+    from flask_oauthclient.testing.devprovider import DevProvider
+
+
+@dataclass
+class Plan:
+    """How much of everything a run does (``--quick`` makes it smaller)."""
+
+    protected_warmup: int = 200
+    protected_repeats: int = 5
+    protected_calls: int = 400
+    storm_repeats: int = 5
+    storm_concurrency: int = 16
+    storm_token_delay: float = 0.020
+    login_warmup: int = 3
+    login_repeats: int = 5
+    login_seconds: float = 2.0
+    login_concurrency: int = 4
+    import_repeats: int = 7
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(
+            protected_warmup=50,
+            protected_repeats=3,
+            protected_calls=150,
+            storm_repeats=2,
+            login_warmup=2,
+            login_repeats=3,
+            login_seconds=1.0,
+            import_repeats=3,
+        )
+
+
+def percentile(values: t.Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _rotated(items: list[str], n: int) -> list[str]:
+    """The apps in a different order on every repeat, so that drift (CPU
+    frequency, caches, the provider's growing token tables) hits them alike."""
+    n %= len(items)
+    return items[n:] + items[:n]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- 1. protected call ---------------------------------------------------------
+
+
+def protected_call(
+    servers: dict[str, Server],
+    browsers: dict[str, Browser],
+    dev: DevProvider,
+    plan: Plan,
+) -> dict[str, t.Any]:
+    """Sequential ``GET /api`` through each app: the view loads the user and the
+    token and calls the provider's userinfo with a fresh token."""
+    apps = list(servers)
+    results: dict[str, t.Any] = {app: {"repeats": [], "errors": 0} for app in apps}
+    conns = {app: Connection(servers[app].base_url) for app in apps}
+
+    def call(app: str) -> tuple[int, float]:
+        headers = {**browsers[app].cookie_header(), **ACCEPT_JSON}
+        start = time.perf_counter()
+        reply = conns[app].request("GET", "/api", headers)
+        return reply.status, time.perf_counter() - start
+
+    for app in apps:
+        for _ in range(plan.protected_warmup):
+            status, _ = call(app)
+            if status != 200:
+                raise RuntimeError(f"{app}: the protected view answered {status}")
+    for repeat in range(plan.protected_repeats):
+        for app in _rotated(apps, repeat):
+            for _ in range(5):  # settle: connections open, caches warm
+                call(app)
+            before = dev.stats.snapshot()
+            cpu_before = _worker_cpu(servers[app])
+            latencies = []
+            errors = 0
+            for _ in range(plan.protected_calls):
+                status, elapsed = call(app)
+                latencies.append(elapsed)
+                errors += status != 200
+            cpu_used = _worker_cpu(servers[app]) - cpu_before
+            after = dev.stats.snapshot()
+            new_connections = after.get("connections", 0) - before.get("connections", 0)
+            results[app]["repeats"].append(
+                {
+                    "calls": plan.protected_calls,
+                    "median_ms": statistics.median(latencies) * 1000,
+                    "p90_ms": percentile(latencies, 0.9) * 1000,
+                    "mean_ms": statistics.fmean(latencies) * 1000,
+                    "new_connections": new_connections,
+                    "userinfo_calls": after.get("userinfo", 0)
+                    - before.get("userinfo", 0),
+                    "errors": errors,
+                    "worker_cpu_ms_per_call": cpu_used * 1000 / plan.protected_calls,
+                }
+            )
+            results[app]["errors"] += errors
+        log(
+            f"  protected call, repeat {repeat + 1}/{plan.protected_repeats}: "
+            + ", ".join(
+                f"{app} {results[app]['repeats'][-1]['median_ms']:.2f} ms"
+                for app in apps
+            )
+        )
+    for conn in conns.values():
+        conn.close()
+    for app in apps:
+        reps = results[app]["repeats"]
+        calls = sum(r["calls"] for r in reps)
+        results[app]["median_ms"] = statistics.median(r["median_ms"] for r in reps)
+        results[app]["p90_ms"] = statistics.median(r["p90_ms"] for r in reps)
+        results[app]["new_connections_per_1000"] = (
+            1000 * sum(r["new_connections"] for r in reps) / calls
+        )
+        results[app]["worker_cpu_ms_per_call"] = statistics.median(
+            r["worker_cpu_ms_per_call"] for r in reps
+        )
+    return results
+
+
+def _worker_cpu(server: Server) -> float:
+    """CPU seconds used so far by the server's workers (not by the provider or the
+    runner): less sensitive than latency to other load on the machine."""
+    return sum(cpu_seconds(pid) for pid in server.worker_pids())
+
+
+def memory(servers: dict[str, Server]) -> dict[str, t.Any]:
+    """Resident memory of each app's worker, after the protected calls."""
+    out = {}
+    for app, server in servers.items():
+        pids = server.worker_pids()
+        out[app] = {"rss_mb": statistics.median(rss_bytes(p) for p in pids) / 2**20}
+    return out
+
+
+# -- 2. refresh storm ----------------------------------------------------------
+
+
+def _storm_once(
+    server: Server, browser: Browser, dev: DevProvider, plan: Plan
+) -> dict[str, t.Any]:
+    browser.login()
+    reply = browser.get_app("/api", ACCEPT_JSON)
+    if reply.status != 200:
+        raise RuntimeError(f"{server.app}: the token does not work after login")
+    browser.post_app("/_bench/expire")
+    browser.app.close()  # the storm's requests come on connections of their own
+    dev.expire_access_tokens()
+    cookies = {**browser.cookie_header(), **ACCEPT_JSON}
+    n = plan.storm_concurrency
+    barrier = threading.Barrier(n)
+    replies: list[tuple[int, str | None, float]] = [(0, None, 0.0)] * n
+
+    def one(i: int) -> None:
+        conn = Connection(server.base_url)
+        try:
+            conn._connect().connect()
+            barrier.wait()
+            start = time.perf_counter()
+            reply = conn.request("GET", "/api", cookies)
+            replies[i] = (
+                reply.status,
+                reply.header("X-Bench-Pid"),
+                time.perf_counter() - start,
+            )
+        except Exception as e:  # a crashed request is a failed one
+            replies[i] = (-1, repr(e), 0.0)
+        finally:
+            conn.close()
+
+    dev.token_delay = plan.storm_token_delay
+    before = dev.stats.snapshot()
+    try:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        during = dev.stats.snapshot()
+        # Afterwards: does the stored token still work, without a new login?
+        after_reply = browser.get_app("/api", ACCEPT_JSON)
+        after = dev.stats.snapshot()
+    finally:
+        dev.token_delay = 0.0
+    browser.app.close()
+
+    def delta(a: dict[str, int], b: dict[str, int], key: str) -> int:
+        return b.get(key, 0) - a.get(key, 0)
+
+    statuses: dict[str, int] = {}
+    for status, _, _ in replies:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {
+        "requests": n,
+        "refresh_calls": delta(before, during, "token_refresh_token"),
+        "invalid_grant": delta(before, during, "invalid_grant"),
+        "failed": sum(1 for status, _, _ in replies if status != 200),
+        "statuses": statuses,
+        "workers_reached": len({pid for _, pid, _ in replies if pid}),
+        "max_latency_ms": max(elapsed for _, _, elapsed in replies) * 1000,
+        "token_works_after": after_reply.status == 200,
+        "refresh_calls_after": delta(during, after, "token_refresh_token"),
+    }
+
+
+def refresh_storm(
+    app: str,
+    server: Server,
+    provider_url: str,
+    dev: DevProvider,
+    plan: Plan,
+) -> dict[str, t.Any]:
+    """``storm_concurrency`` concurrent ``GET /api`` with the token marked expired
+    (in the app's storage and at the provider), after a fresh login each time."""
+    browser = Browser(Connection(server.base_url), Connection(provider_url))
+    # Warm every worker (imports, discovery, JWKS) with a valid token first.
+    browser.login()
+    cookies = {**browser.cookie_header(), **ACCEPT_JSON}
+
+    def warm() -> None:
+        conn = Connection(server.base_url)
+        try:
+            conn.request("GET", "/api", cookies)
+        finally:
+            conn.close()
+
+    for _ in range(2):
+        threads = [threading.Thread(target=warm) for _ in range(plan.storm_concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    repeats = []
+    for _ in range(plan.storm_repeats):
+        try:
+            repeats.append(_storm_once(server, browser, dev, plan))
+        except (LoginFailed, RuntimeError) as e:
+            repeats.append({"error": str(e), "failed": plan.storm_concurrency})
+    browser.provider.close()
+    done = [r for r in repeats if "error" not in r]
+    return {
+        "repeats": repeats,
+        "refresh_calls": statistics.median(r["refresh_calls"] for r in done)
+        if done
+        else None,
+        "refresh_calls_max": max((r["refresh_calls"] for r in done), default=None),
+        "failed": statistics.median(r["failed"] for r in repeats),
+        "failed_total": sum(r["failed"] for r in repeats),
+        "requests_total": plan.storm_concurrency * len(repeats),
+        "invalid_grant_total": sum(r.get("invalid_grant", 0) for r in repeats),
+        "token_works_after": sum(1 for r in done if r["token_works_after"]),
+        "workers_reached": max((r["workers_reached"] for r in done), default=0),
+        "repeats_run": len(repeats),
+    }
+
+
+# -- 3. login throughput -------------------------------------------------------
+
+
+def login_throughput(
+    servers: dict[str, Server],
+    provider_url: str,
+    dev: DevProvider,
+    plan: Plan,
+) -> dict[str, t.Any]:
+    """Full logins per second, ``login_concurrency`` browsers at a time: login
+    view → authorize and the provider's sign-in form → callback → token → user
+    row. Each browser is a different user, so that concurrent logins don't all
+    write the same token row."""
+    apps = list(servers)
+    results: dict[str, t.Any] = {app: {"repeats": []} for app in apps}
+    auto_login = dev.auto_login
+    dev.auto_login = None  # every browser signs in as its own user, by the form
+    try:
+        for app in apps:
+            for i in range(plan.login_concurrency):
+                browser = _login_browser(servers[app], provider_url, i)
+                for _ in range(plan.login_warmup):
+                    browser.login()
+                browser.app.close()
+                browser.provider.close()
+        for repeat in range(plan.login_repeats):
+            for app in _rotated(apps, repeat):
+                results[app]["repeats"].append(
+                    _logins(servers[app], provider_url, dev, plan)
+                )
+            log(
+                f"  logins, repeat {repeat + 1}/{plan.login_repeats}: "
+                + ", ".join(
+                    f"{app} {results[app]['repeats'][-1]['per_second']:.0f}/s"
+                    for app in apps
+                )
+            )
+    finally:
+        dev.auto_login = auto_login
+    for app in apps:
+        reps = results[app]["repeats"]
+        results[app]["per_second"] = statistics.median(r["per_second"] for r in reps)
+        results[app]["failed"] = sum(r["failed"] for r in reps)
+        results[app]["worker_cpu_ms_per_login"] = statistics.median(
+            r["worker_cpu_ms_per_login"] for r in reps
+        )
+    return results
+
+
+def _login_browser(server: Server, provider_url: str, i: int) -> Browser:
+    """Browser ``i`` always signs in as the provider user ``user<i>``: after the
+    warm-up, a returning user with a user row and a token row of its own."""
+    return Browser(
+        Connection(server.base_url), Connection(provider_url), username=f"user{i}"
+    )
+
+
+def _logins(
+    server: Server, provider_url: str, dev: DevProvider, plan: Plan
+) -> dict[str, t.Any]:
+    done = [0] * plan.login_concurrency
+    failed = [0] * plan.login_concurrency
+    errors: list[str] = []
+    barrier = threading.Barrier(plan.login_concurrency + 1)
+    stop_at = [0.0]
+
+    def browse(i: int) -> None:
+        browser = _login_browser(server, provider_url, i)
+        barrier.wait()
+        while time.perf_counter() < stop_at[0]:
+            try:
+                browser.login()
+                done[i] += 1
+            except Exception as e:
+                failed[i] += 1
+                if len(errors) < 3:
+                    errors.append(repr(e)[:300])
+                browser.app.close()
+                browser.provider.close()
+        browser.app.close()
+        browser.provider.close()
+
+    threads = [
+        threading.Thread(target=browse, args=(i,))
+        for i in range(plan.login_concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    before = dev.stats.snapshot()
+    cpu_before = _worker_cpu(server)
+    start = time.perf_counter()
+    stop_at[0] = start + plan.login_seconds
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    cpu_used = _worker_cpu(server) - cpu_before
+    after = dev.stats.snapshot()
+    return {
+        "worker_cpu_ms_per_login": cpu_used * 1000 / max(1, sum(done)),
+        "logins": sum(done),
+        "failed": sum(failed),
+        "seconds": elapsed,
+        "per_second": sum(done) / elapsed,
+        "code_exchanges": after.get("token_authorization_code", 0)
+        - before.get("token_authorization_code", 0),
+        "errors": errors,
+    }
+
+
+# -- 4. import time ------------------------------------------------------------
+
+#: What each library's app imports from it, timed after Flask, Flask-SQLAlchemy,
+#: Flask-Login, requests and SQLAlchemy are loaded (the floor imports none).
+LIBRARY_MODULES = {
+    "ours": ["flask_oauthclient", "flask_oauthclient.sqla"],
+    "flask_dance": ["flask_dance.consumer", "flask_dance.consumer.storage.sqla"],
+    "authlib": ["authlib.integrations.flask_client"],
+}
+_BASE_MODULES = [
+    "flask",
+    "flask_sqlalchemy",
+    "flask_login",
+    "requests",
+    "sqlalchemy.orm",
+]
+
+_TIMER = """
+import sys, time
+for name in {base!r}:
+    __import__(name)
+start = time.perf_counter()
+for name in {modules!r}:
+    __import__(name)
+print(time.perf_counter() - start)
+"""
+
+
+def _time_import(base: list[str], modules: list[str], env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _TIMER.format(base=base, modules=modules)],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1]) * 1000
+
+
+def import_time(apps: list[str], plan: Plan, env: dict[str, str]) -> dict[str, t.Any]:
+    """Cold import, each in a fresh interpreter (bytecode cached, as deployed): the
+    whole app module, and the library alone on top of what every app imports."""
+    results: dict[str, t.Any] = {
+        app: {"app_ms_runs": [], "library_ms_runs": []} for app in apps
+    }
+    for app in apps:  # write the bytecode caches first
+        _time_import([], [APPS[app][0]], env)
+    for repeat in range(plan.import_repeats):
+        for app in _rotated(apps, repeat):
+            results[app]["app_ms_runs"].append(_time_import([], [APPS[app][0]], env))
+            if app in LIBRARY_MODULES:
+                results[app]["library_ms_runs"].append(
+                    _time_import(_BASE_MODULES, LIBRARY_MODULES[app], env)
+                )
+    for app in apps:
+        r = results[app]
+        r["app_ms"] = statistics.median(r["app_ms_runs"])
+        r["library_ms"] = (
+            statistics.median(r["library_ms_runs"]) if r["library_ms_runs"] else None
+        )
+        r["library_modules"] = LIBRARY_MODULES.get(app, [])
+    return results
+
+
+def sqlite_url(directory: Path, name: str) -> str:
+    return f"sqlite:///{directory / name}.sqlite"
