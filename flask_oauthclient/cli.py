@@ -12,7 +12,6 @@ from datetime import timezone
 
 import click
 import sqlalchemy as sa
-from cryptography.fernet import InvalidToken
 from flask import current_app
 from flask import Flask
 from flask import url_for
@@ -421,7 +420,7 @@ def _readable(stored: t.Any, cipher: TokenCipher | None) -> dict[str, t.Any] | N
         return None
     try:
         return cipher.decrypt(stored)
-    except (InvalidToken, ValueError):
+    except ValueError:
         return None
 
 

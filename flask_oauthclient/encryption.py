@@ -29,14 +29,14 @@ import logging
 import re
 import typing as t
 
-from cryptography.fernet import Fernet
-from cryptography.fernet import InvalidToken
-from cryptography.fernet import MultiFernet
 from flask import current_app
 from flask import has_app_context
 
 from .errors import ConfigurationError
 from .storage.base import Token
+
+if t.TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 __all__ = [
     "ENCRYPTED_KEY",
@@ -66,6 +66,10 @@ def is_encrypted(stored: t.Any) -> bool:
     )
 
 
+class UndecryptableToken(ValueError):
+    """No key decrypts a stored token, or it was tampered with."""
+
+
 class TokenCipher:
     """Encrypts and decrypts stored tokens with a list of Fernet keys.
 
@@ -81,6 +85,10 @@ class TokenCipher:
             raise ConfigurationError(
                 "OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS is empty: give at least one key."
             )
+        # cryptography is imported only by apps that encrypt: it costs start-up time.
+        from cryptography.fernet import Fernet
+        from cryptography.fernet import MultiFernet
+
         fernets: list[Fernet] = []
         for position, key in enumerate(keys, 1):
             try:
@@ -107,13 +115,17 @@ class TokenCipher:
     def decrypt(self, stored: t.Mapping[str, t.Any]) -> Token:
         """The token inside an encrypted stored token.
 
-        :raises cryptography.fernet.InvalidToken: no key decrypts it, or it was
-            tampered with.
+        :raises UndecryptableToken: no key decrypts it, or it was tampered with.
         """
-        data = self._all.decrypt(str(stored[ENCRYPTED_KEY]).encode("ascii"))
-        token = json.loads(data)
+        from cryptography.fernet import InvalidToken
+
+        try:
+            data = self._all.decrypt(str(stored[ENCRYPTED_KEY]).encode("ascii"))
+            token = json.loads(data)
+        except (InvalidToken, ValueError):
+            raise UndecryptableToken("The stored token can't be decrypted.") from None
         if not isinstance(token, dict):
-            raise InvalidToken
+            raise UndecryptableToken("The stored token is not a token.")
         return Token(token)
 
     def rotate(
@@ -124,8 +136,10 @@ class TokenCipher:
         :return: ``("current", None)`` when it is encrypted with the newest key
             already, ``("rotated", new)`` when it was encrypted with an older key,
             ``("encrypted", new)`` when it was stored in plain text.
-        :raises cryptography.fernet.InvalidToken: no key decrypts it.
+        :raises UndecryptableToken: no key decrypts it.
         """
+        from cryptography.fernet import InvalidToken
+
         if not is_encrypted(stored):
             return "encrypted", self.encrypt(stored)
         ciphertext = str(stored[ENCRYPTED_KEY]).encode("ascii")
@@ -134,7 +148,10 @@ class TokenCipher:
             return "current", None
         except InvalidToken:
             pass
-        rotated = self._all.rotate(ciphertext)
+        try:
+            rotated = self._all.rotate(ciphertext)
+        except InvalidToken:
+            raise UndecryptableToken("The stored token can't be decrypted.") from None
         return "rotated", {ENCRYPTED_KEY: rotated.decode("ascii")}
 
 
@@ -194,7 +211,7 @@ def unseal(stored: t.Any, cipher: TokenCipher | None = None) -> Token | None:
         return None
     try:
         return cipher.decrypt(stored)
-    except (InvalidToken, ValueError):
+    except ValueError:
         log.error(
             "A stored token can't be decrypted with any key of "
             "OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS (was its key removed before running "

@@ -10,6 +10,7 @@ reused across requests.
 from __future__ import annotations
 
 import json
+import os
 import time
 import typing as t
 from contextlib import contextmanager
@@ -37,12 +38,49 @@ def make_adapter(pool_maxsize: int) -> HTTPAdapter:
     return HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
 
 
+class Environment:
+    """What ``requests`` reads from the environment on every call of a session
+    (proxies and ``no_proxy`` for the URL's host, the CA bundle), read once per
+    host instead.
+
+    Sessions built with it have ``trust_env`` off, which also keeps ``~/.netrc``
+    credentials from replacing the bearer token's ``Authorization`` header.
+    """
+
+    _MAX_HOSTS = 256
+
+    def __init__(self) -> None:
+        self.verify: bool | str = (
+            os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or True
+        )
+        self._proxies: dict[str, dict[str, str]] = {}
+
+    def proxies(self, url: str) -> dict[str, str]:
+        """The proxies ``requests`` would use for ``url`` (empty: none)."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        found = self._proxies.get(origin)
+        if found is None:
+            found = requests.utils.get_environ_proxies(origin)
+            if len(self._proxies) < self._MAX_HOSTS:
+                self._proxies[origin] = found
+        return found
+
+
 class PooledOAuth2Session(OAuth2Session):  # type: ignore[misc]
     """An :class:`~requests_oauthlib.OAuth2Session` that uses a shared connection
-    pool and a default timeout on every call."""
+    pool, the environment as read once (:class:`Environment`) and a default timeout
+    on every call."""
 
     def __init__(
-        self, *args: t.Any, adapter: HTTPAdapter, timeout: float, **kwargs: t.Any
+        self,
+        *args: t.Any,
+        adapter: HTTPAdapter,
+        timeout: float,
+        environment: Environment | None = None,
+        **kwargs: t.Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         # requests.Session made two private adapters; use the shared pool instead.
@@ -50,6 +88,9 @@ class PooledOAuth2Session(OAuth2Session):  # type: ignore[misc]
         self.mount("https://", adapter)
         self.mount("http://", adapter)
         self.default_timeout = timeout
+        self.environment = environment or Environment()
+        self.trust_env = False
+        self.verify = self.environment.verify
 
     def request(
         self, method: str, url: str, *args: t.Any, **kwargs: t.Any
@@ -58,6 +99,8 @@ class PooledOAuth2Session(OAuth2Session):  # type: ignore[misc]
             # requests-oauthlib's fetch_token and refresh_token pass timeout=None
             # explicitly: setdefault would leave token requests without a timeout.
             kwargs["timeout"] = self.default_timeout
+        if kwargs.get("proxies") is None:
+            kwargs["proxies"] = self.environment.proxies(url)
         return t.cast(requests.Response, super().request(method, url, *args, **kwargs))
 
     def close(self) -> None:

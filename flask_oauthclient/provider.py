@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
-import jwt
 import requests
 from flask import current_app
 from flask import g
@@ -24,7 +23,6 @@ from oauthlib.oauth2 import TokenExpiredError
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib.oauth2_session import TokenUpdated
 
-from . import oidc
 from . import refresh
 from . import signals
 from .errors import CallbackError
@@ -41,6 +39,7 @@ from .flow import PendingLogin
 from .oauth_session import body_cap
 from .oauth_session import capped
 from .oauth_session import check_token_response
+from .oauth_session import Environment
 from .oauth_session import make_adapter
 from .oauth_session import MAX_TOKEN_RESPONSE_BYTES
 from .oauth_session import MAX_USERINFO_RESPONSE_BYTES
@@ -51,6 +50,7 @@ from .storage.base import Identity
 from .storage.base import Token
 
 if t.TYPE_CHECKING:
+    from . import oidc
     from .extension import _State
     from .extension import OAuth
     from .providers import ProfileMapper
@@ -161,28 +161,23 @@ class AppProvider:
             key: config[key] for key in _ENDPOINT_KEYS if config[key] is not None
         }
         self.adapter = make_adapter(state.pool_maxsize)
+        self.environment = Environment()
         self.http = requests.Session()
         self.http.headers.update(self.headers)
         # Discovery, JWKS and revocation answers: read with a cap and a deadline.
         self.http.hooks["response"].append(body_cap(MAX_USERINFO_RESPONSE_BYTES))
         self.http.mount("https://", self.adapter)
         self.http.mount("http://", self.adapter)
-        self.metadata = (
-            oidc.ServerMetadata(
-                config["server_metadata_url"],
-                ttl=state.metadata_ttl,
-                expected_issuer=config["issuer"],
-            )
-            if config["server_metadata_url"]
-            else None
-        )
+        self.metadata_url: str | None = config["server_metadata_url"]
+        self._expected_issuer: str | None = config["issuer"]
+        self._metadata: oidc.ServerMetadata | None = None
         self._jwks: oidc.JWKSCache | None = None
         for url in self.explicit.values():
             if url is not self.explicit.get("issuer"):
                 self.check_transport(url)
         if config["server_metadata_url"]:
             self.check_transport(config["server_metadata_url"])
-        if self.metadata is None:
+        if self.metadata_url is None:
             for key in ("authorize_url", "token_url"):
                 if key not in self.explicit:
                     raise ConfigurationError(
@@ -203,6 +198,21 @@ class AppProvider:
                 "allowed for local development and tests, with "
                 "OAUTHCLIENT_INSECURE_TRANSPORT = True in the app config."
             )
+
+    @property
+    def metadata(self) -> oidc.ServerMetadata | None:
+        """The discovery document's cache, or ``None`` without
+        ``server_metadata_url``. Made on first use: the OpenID Connect machinery
+        (PyJWT, cryptography) is imported only by apps that use it."""
+        if self._metadata is None and self.metadata_url is not None:
+            from . import oidc
+
+            self._metadata = oidc.ServerMetadata(
+                self.metadata_url,
+                ttl=self.state.metadata_ttl,
+                expected_issuer=self._expected_issuer,
+            )
+        return self._metadata
 
     def endpoints(self) -> dict[str, t.Any]:
         """The provider's endpoints: discovery merged with the explicit ones (which
@@ -229,6 +239,8 @@ class AppProvider:
         return t.cast(str, url)
 
     def jwks(self) -> oidc.JWKSCache:
+        from . import oidc
+
         if self._jwks is None:
             self._jwks = oidc.JWKSCache(
                 self.endpoint("jwks_uri"), ttl=self.state.metadata_ttl
@@ -246,6 +258,7 @@ class AppProvider:
             token=token,
             adapter=self.adapter,
             timeout=self.state.timeout,
+            environment=self.environment,
             **kwargs,
         )
         if self.headers:
@@ -339,6 +352,8 @@ class AppProvider:
             )
         userinfo = self.fetch_profile(self.new_session(token=token))
         if id_claims is not None:
+            from . import oidc
+
             if userinfo is not None:
                 oidc.check_userinfo(id_claims, userinfo)
             claims = oidc.merge_claims(id_claims, userinfo)
@@ -419,6 +434,8 @@ class AppProvider:
                 if self.profile is not None:
                     return self.profile(session, self.api_base_url or "", timeout)
                 if userinfo_url:
+                    from . import oidc
+
                     return oidc.fetch_json(session, userinfo_url, timeout=timeout)
         except requests.RequestException as e:
             if isinstance(e, requests.HTTPError):
@@ -439,6 +456,8 @@ class AppProvider:
         nonce_required: bool = True,
     ) -> dict[str, t.Any]:
         """Verify an ID token of this provider (OpenID Connect Core §3.1.3.7)."""
+        from . import oidc
+
         issuer = self.endpoint("issuer")
         placeholder = self.tenant_placeholder
         return oidc.validate_id_token(
@@ -470,6 +489,10 @@ class AppProvider:
         :raises ProviderError: the refreshed ID token failed a check; the caller keeps
             the stored token.
         """
+        import jwt
+
+        from . import oidc
+
         original_token = current.get("id_token")
         # Verified at login; only its claims are compared here.
         original: dict[str, t.Any] = (

@@ -30,11 +30,8 @@ from datetime import datetime
 from datetime import timezone
 
 import sqlalchemy as sa
-from cryptography.fernet import InvalidToken
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm as sa_orm
-from sqlalchemy.dialects import postgresql as sa_postgresql
-from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from .encryption import current_cipher
 from .encryption import seal
@@ -231,6 +228,12 @@ class SQLAlchemyStorage(BaseStorage):
         self._table: sa.Table = table
         self._user_column: sa.Column[t.Any] = table.c[user_column]
         self._user_attr = mapper.get_property_by_column(self._user_column).key
+        # Built once: every request reads its token with this statement.
+        self._read_stmt = sa.select(table.c.token).where(
+            table.c.provider == sa.bindparam("provider"),
+            self._user_column == sa.bindparam("user_id"),
+        )
+        self._read_locked_stmt = self._read_stmt.with_for_update()
         if not _has_unique(table, {"provider", self._user_column.key}):
             raise ConfigurationError(
                 f"The table {table.name!r} needs a unique constraint on (provider,"
@@ -474,7 +477,7 @@ class SQLAlchemyStorage(BaseStorage):
                 continue
             try:
                 status, new = cipher.rotate(stored)
-            except (InvalidToken, ValueError):
+            except ValueError:
                 done["unreadable"] += 1
                 continue
             done[status] += 1
@@ -659,10 +662,10 @@ class SQLAlchemyStorage(BaseStorage):
     def _read(
         self, conn: sa.Connection, provider: str, user_id: t.Any, *, for_update: bool
     ) -> Token | None:
-        stmt = sa.select(self._table.c.token).where(*self._where(provider, user_id))
-        if for_update:
-            stmt = stmt.with_for_update()
-        value = conn.execute(stmt).scalar()
+        if user_id is None:  # pragma: no cover - guarded by every caller
+            raise AssertionError("a token query without a user")
+        stmt = self._read_locked_stmt if for_update else self._read_stmt
+        value = conn.execute(stmt, {"provider": provider, "user_id": user_id}).scalar()
         return unseal(value)
 
     def _upsert(
@@ -691,12 +694,16 @@ class SQLAlchemyStorage(BaseStorage):
             **changes,
         }
         if self._native_upsert(conn.engine):
-            insert = (
-                sa_postgresql.insert
-                if conn.dialect.name == "postgresql"
-                else sa_sqlite.insert
-            )
-            stmt = insert(self._table).values(values)
+            # Imported here: an app loads only its own database's dialect.
+            stmt: t.Any
+            if conn.dialect.name == "postgresql":
+                from sqlalchemy.dialects import postgresql
+
+                stmt = postgresql.insert(self._table).values(values)
+            else:
+                from sqlalchemy.dialects import sqlite
+
+                stmt = sqlite.insert(self._table).values(values)
             conn.execute(
                 stmt.on_conflict_do_update(
                     # Only this constraint is the arbiter: a clash on the identity

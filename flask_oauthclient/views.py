@@ -34,7 +34,6 @@ from .errors import OAuthClientError
 from .errors import StorageError
 from .errors import TokenError
 from .errors import UserRequired
-from .oidc import check_authorization_response_iss
 from .storage.base import CURRENT_USER
 from .storage.base import Identity
 
@@ -177,6 +176,8 @@ def _authorized(provider: Provider) -> ResponseReturnValue:
         # A multi-tenant issuer is a template: the ID token's iss is checked
         # against the token's tenant instead.
         if endpoints.get("issuer") and not ap.is_tenant_template(endpoints["issuer"]):
+            from .oidc import check_authorization_response_iss
+
             check_authorization_response_iss(
                 issuers[0] if issuers else None,
                 issuer=endpoints["issuer"],
