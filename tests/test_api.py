@@ -392,3 +392,33 @@ def test_token_updated_style_with_a_revoked_refresh_token(
     with app.test_request_context(headers={"X-User": "alice"}):
         with pytest.raises(ReauthorizationRequired):
             oauth.corp.get("me")
+
+
+def test_a_netrc_entry_never_replaces_the_bearer_token(
+    client: FlaskClient,
+    idp: FakeIdP,
+    storage: CountingStorage,
+    tmp_path: t.Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine idp.example login someone password hunter22\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    token = give_token(idp, storage, "alice")
+    r = client.get("/me", headers={"X-User": "alice"})
+    assert r.json == {"status": 200, "token": token["access_token"]}
+
+
+def test_proxies_from_the_environment_are_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flask_oauthclient.oauth_session import Environment
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    env = Environment()
+    assert env.proxies("https://idp.example/token")["https"] == (
+        "http://proxy.example:3128"
+    )
+    assert "https" not in env.proxies("https://internal.example/api")
