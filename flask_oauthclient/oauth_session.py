@@ -43,8 +43,8 @@ class Environment:
     (proxies and ``no_proxy`` for the URL's host, the CA bundle), read once per
     host instead.
 
-    Sessions built with it have ``trust_env`` off, which also keeps ``~/.netrc``
-    credentials from replacing the bearer token's ``Authorization`` header.
+    Sessions built with it have ``trust_env`` off; ``~/.netrc`` is not read
+    either (requests-oauthlib already keeps it from replacing the bearer token).
     """
 
     _MAX_HOSTS = 256
