@@ -886,6 +886,9 @@ class _Transaction:
         self.timeout_ms = max(1, int(timeout * 1000))
         self.active = False
         self._restore: list[t.Callable[[], None]] = []
+        # A connection that is closed after use (the storage's own engine) needs
+        # none of its settings restored.
+        self._pooled = not isinstance(engine.pool, sa.pool.NullPool)
         self.conn = engine.connect()
         try:
             if self.dialect == "sqlite":
@@ -915,6 +918,9 @@ class _Transaction:
             self._restore.append(
                 lambda: setattr(dbapi_connection, "isolation_level", isolation_level)
             )
+        if not self._pooled:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {self.timeout_ms}")
+            return
         busy_timeout = int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
         conn.exec_driver_sql(f"PRAGMA busy_timeout = {self.timeout_ms}")
 
