@@ -158,6 +158,12 @@ def read_capped(
     decompression), within ``timeout`` seconds however slowly it trickles in (each
     read returns what has arrived, so the deadline is checked as bytes come)."""
     what = urlsplit(response.url or "").path or "the provider"
+    if getattr(response, "_content_consumed", False):
+        # A response hook (body_cap) read it already, under the same limits.
+        body = response.content
+        if len(body) > max_bytes:
+            raise ProviderError(f"{what} answered with over {max_bytes} bytes.")
+        return body
     length = response.headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise ProviderError(f"{what} answered with {length} bytes, over {max_bytes}.")
@@ -174,6 +180,13 @@ def read_capped(
             chunks.append(chunk)
     except ReadTimeoutError:
         raise ProviderTimeout(f"{what} stopped answering.") from None
+    except requests.ConnectionError as e:
+        # How requests reports the same faults, from bodies it wraps.
+        if e.args and isinstance(e.args[0], ReadTimeoutError):
+            raise ProviderTimeout(f"{what} stopped answering.") from None
+        raise ProviderUnavailable(f"The connection to {what} broke.") from None
+    except requests.RequestException:
+        raise ProviderError(f"{what} sent a body that could not be read.") from None
     except DecodeError:
         raise ProviderError(f"{what} sent a body that does not decode.") from None
     except (urllib3.exceptions.HTTPError, OSError) as e:

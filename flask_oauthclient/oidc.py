@@ -35,13 +35,13 @@ import jwt
 import requests
 from jwt.types import Options
 from jwt.utils import base64url_encode
-from urllib3.exceptions import ReadTimeoutError
 
 from .errors import ConfigurationError
 from .errors import InvalidIDToken
 from .errors import ProviderError
 from .errors import ProviderTimeout
 from .errors import ProviderUnavailable
+from .oauth_session import read_capped
 
 __all__ = [
     "PROTECTED_CLAIMS",
@@ -202,7 +202,7 @@ def fetch_json(
             raise ProviderError(
                 f"{url} answered with HTTP {response.status_code}, expected 2xx."
             )
-        body = _read_limited(response, url, timeout=timeout, max_bytes=max_bytes)
+        body = read_capped(response, timeout=timeout, max_bytes=max_bytes)
 
     try:
         data = json.loads(body)
@@ -215,34 +215,6 @@ def fetch_json(
             f"{url} answered with a JSON {type(data).__name__}, expected an object."
         )
     return data
-
-
-def _read_limited(
-    response: requests.Response, url: str, *, timeout: float, max_bytes: int
-) -> bytes:
-    length = response.headers.get("Content-Length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise ProviderError(f"{url} answered with {length} bytes, over {max_bytes}.")
-
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in response.iter_content(chunk_size=16384):
-            size += len(chunk)
-            if size > max_bytes:
-                raise ProviderError(f"{url} answered with more than {max_bytes} bytes.")
-            if time.monotonic() > deadline:
-                raise ProviderTimeout(f"{url} did not finish its answer in {timeout}s.")
-            chunks.append(chunk)
-    except requests.ConnectionError as exc:
-        # requests reports a read timeout while streaming as a ConnectionError.
-        if exc.args and isinstance(exc.args[0], ReadTimeoutError):
-            raise ProviderTimeout(f"{url} stopped answering: {exc}") from exc
-        raise ProviderUnavailable(f"Connection to {url} broke: {exc}") from exc
-    except requests.RequestException as exc:
-        raise ProviderError(f"Could not read the answer of {url}: {exc}") from exc
-    return b"".join(chunks)
 
 
 # ---------------------------------------------------------------- shared TTL cache
