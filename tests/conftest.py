@@ -5,6 +5,8 @@ import os
 import pytest
 from flask import Flask
 
+from flask_oauthclient.testing import DevProvider
+
 #: Set by ``.ci/run``: a test that would skip for want of a service fails instead.
 REQUIRE_SERVICES = os.environ.get("FLASK_OAUTHCLIENT_REQUIRE_SERVICES") == "1"
 #: A PostgreSQL URL for the storage tests, e.g.
@@ -32,6 +34,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
             "postgresql+psycopg://postgres@127.0.0.1:5432/test"
         )
     return POSTGRES_URL  # type: ignore[return-value]
+
+
+@pytest.fixture
+def dev(oauth_dev_provider: DevProvider) -> DevProvider:
+    """The development provider served for the whole test session, through our own
+    pytest plugin's fixture."""
+    return oauth_dev_provider
 
 
 @pytest.fixture

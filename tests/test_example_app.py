@@ -16,13 +16,6 @@ from test_flow import log_in
 from flask_oauthclient.testing import DevProvider
 
 
-@pytest.fixture(scope="module")
-def dev() -> t.Iterator[DevProvider]:
-    provider = DevProvider()
-    with provider.serve():
-        yield provider
-
-
 @pytest.fixture
 def app(dev: DevProvider, tmp_path: Path) -> t.Iterator[Flask]:
     os.environ["DEV_PROVIDER_URL"] = dev.issuer

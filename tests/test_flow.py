@@ -29,13 +29,6 @@ class User(UserMixin):
         self.name = name
 
 
-@pytest.fixture(scope="module")
-def dev() -> t.Iterator[DevProvider]:
-    provider = DevProvider()
-    with provider.serve():
-        yield provider
-
-
 @pytest.fixture
 def users() -> dict[str, User]:
     return {}

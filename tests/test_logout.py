@@ -4,7 +4,6 @@ provider answers, and OpenID RP-initiated logout on request."""
 from __future__ import annotations
 
 import re
-import typing as t
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
@@ -26,13 +25,6 @@ from flask_oauthclient.testing import DevProvider
 class User(UserMixin):
     def __init__(self, sub: str) -> None:
         self.id = sub
-
-
-@pytest.fixture(scope="module")
-def dev() -> t.Iterator[DevProvider]:
-    provider = DevProvider()
-    with provider.serve():
-        yield provider
 
 
 @pytest.fixture

@@ -46,13 +46,6 @@ class User(UserMixin):
         self.id = sub
 
 
-@pytest.fixture(scope="module")
-def dev() -> t.Iterator[DevProvider]:
-    provider = DevProvider()
-    with provider.serve():
-        yield provider
-
-
 @contextmanager
 def everything_at_debug() -> t.Iterator[io.StringIO]:
     """Every logger of the process at DEBUG, all of it written to one buffer by a

@@ -1627,21 +1627,16 @@ class DevProvider:
 
     def _view_revoke(self) -> Response:
         self.stats.incr("revocation")
-        try:
-            headers, body, status = self._server.create_revocation_response(
-                self._oauth_uri(),
-                request.method,
-                request.get_data(as_text=True),
-                dict(request.headers),
-            )
-        except oauth_errors.OAuth2Error as e:
-            headers, body, status = e.headers, e.json, e.status_code
-        return self._oauth_response(headers, body, status)
+        return self._endpoint_response(self._server.create_revocation_response)
 
     def _view_introspect(self) -> Response:
         self.stats.incr("introspection")
+        return self._endpoint_response(self._server.create_introspect_response)
+
+    def _endpoint_response(self, create: Callable[..., Any]) -> Response:
+        """Answer the current request with one of oauthlib's endpoint methods."""
         try:
-            headers, body, status = self._server.create_introspect_response(
+            headers, body, status = create(
                 self._oauth_uri(),
                 request.method,
                 request.get_data(as_text=True),
