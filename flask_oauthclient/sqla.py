@@ -62,6 +62,7 @@ _T = t.TypeVar("_T")
 # as aliases.
 _OptionalStr = t.Optional[str]
 _OptionalDateTime = t.Optional[datetime]
+_OptionalJSON = t.Optional[dict[str, t.Any]]
 # (provider, user id) pairs; an alias, as the storage's set() method hides ``set``.
 _HeldKeys = set[tuple[str, t.Any]]
 
@@ -118,7 +119,7 @@ class OAuthTokenMixin:
     #: model doesn't change when encryption is switched on.
     #: ``None`` once it was removed (logout, refused refresh): the row then still
     #: links the provider identity to the user, so a returning user is recognized.
-    token: sa_orm.Mapped[dict[str, t.Any] | None] = sa_orm.mapped_column(
+    token: sa_orm.Mapped[_OptionalJSON] = sa_orm.mapped_column(
         sa.JSON(none_as_null=True)
     )
     #: When the access token expires, in UTC; ``None`` when the token doesn't say.
