@@ -3,6 +3,7 @@ request's session."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import types
 import typing as t
@@ -56,6 +57,8 @@ if t.TYPE_CHECKING:
     from .providers import ProfileMapper
 
 log = logging.getLogger("flask_oauthclient")
+
+_serials = itertools.count()
 
 #: ``register`` keywords and their defaults.
 REGISTER_DEFAULTS: dict[str, t.Any] = {
@@ -162,6 +165,9 @@ class AppProvider:
         }
         self.adapter = make_adapter(state.pool_maxsize)
         self.environment = Environment()
+        #: Keys this provider's refreshes in the process-wide refresh cache; never
+        #: reused, unlike ``id(self)`` once an app is gone (tests build many).
+        self.refresh_scope = (next(_serials), name)
         self.http = requests.Session()
         self.http.headers.update(self.headers)
         # Discovery, JWKS and revocation answers: read with a cap and a deadline.
@@ -627,7 +633,7 @@ class ProviderSession(PooledOAuth2Session):
 
         provider = ap.state.ext.providers[ap.name]
         token = refresh.single_flight(
-            scope=(id(ap), ap.name),
+            scope=ap.refresh_scope,
             provider=ap.name,
             storage=ap.state.storage,
             stale=stale,
