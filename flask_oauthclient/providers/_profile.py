@@ -116,6 +116,17 @@ def dig(data: object, *keys: str | int) -> object:
     return data
 
 
+def primary_email(
+    entries: object, *, primary: str, verified: str
+) -> tuple[str | None, object]:
+    """The address of the entry whose ``primary`` key is ``True`` in a list of
+    email entries, and its ``verified`` value; ``(None, None)`` without one."""
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, dict) and entry.get(primary) is True:
+            return text(entry.get("email")), entry.get(verified)
+    return None, None
+
+
 def claims(**values: t.Any) -> dict[str, t.Any]:
     """The claims that have a value. ``email_verified`` goes with an ``email`` only,
     and is True only when it was given as exactly True."""

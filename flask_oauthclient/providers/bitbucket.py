@@ -16,15 +16,12 @@ def _profile(
 ) -> dict[str, t.Any]:
     user = p.fetch_object(http, api_base_url, "user", timeout)
     nickname = p.text(user.get("nickname")) or p.text(user.get("username"))
-    email = verified = None
     # The primary address and whether it is confirmed (needs the Email permission);
     # the primary one is on the first page.
     emails = p.dig(p.try_fetch(http, api_base_url, "user/emails", timeout), "values")
-    for entry in emails if isinstance(emails, list) else ():
-        if isinstance(entry, dict) and entry.get("is_primary") is True:
-            email = p.text(entry.get("email"))
-            verified = entry.get("is_confirmed")
-            break
+    email, verified = p.primary_email(
+        emails, primary="is_primary", verified="is_confirmed"
+    )
     return p.claims(
         # The uuid ("{...}") names the user for Bitbucket; account_id is the
         # Atlassian account, shared with Jira and Confluence.

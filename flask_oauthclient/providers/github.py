@@ -16,15 +16,10 @@ def _profile(
 ) -> dict[str, t.Any]:
     data = p.fetch_object(http, api_base_url, "user", timeout)
     login = p.text(data.get("login"))
-    email = verified = None
     # The public profile email may be unverified or hidden: ask for the primary,
     # verified one (needs the user:email scope).
     emails = p.try_fetch(http, api_base_url, "user/emails", timeout)
-    for entry in emails if isinstance(emails, list) else ():
-        if isinstance(entry, dict) and entry.get("primary") is True:
-            email = p.text(entry.get("email"))
-            verified = entry.get("verified")
-            break
+    email, verified = p.primary_email(emails, primary="primary", verified="verified")
     return p.claims(
         sub=p.subject(data.get("id")),
         preferred_username=login,
