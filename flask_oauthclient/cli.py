@@ -11,7 +11,6 @@ from datetime import timedelta
 from datetime import timezone
 
 import click
-import sqlalchemy as sa
 from flask import current_app
 from flask import Flask
 from flask import url_for
@@ -20,10 +19,14 @@ from flask.cli import AppGroup
 from .encryption import current_cipher
 from .encryption import is_encrypted
 from .encryption import TokenCipher
+from .errors import ConfigurationError
 from .providers import get_preset
+from .state import AppState
+from .state import get_state
 
 if t.TYPE_CHECKING:
-    from .extension import _State
+    import sqlalchemy as sa
+
     from .sqla import SQLAlchemyStorage
 
 #: Where ``flask run`` serves by default; the URLs are shown for it when the app has
@@ -31,6 +34,15 @@ if t.TYPE_CHECKING:
 DEFAULT_BASE_URL = "http://127.0.0.1:5000"
 
 oauth_cli = AppGroup("oauth", help="Flask-OAuthClient: the app's OAuth providers.")
+
+
+def _state(app: Flask) -> AppState:
+    try:
+        return get_state(app)
+    except ConfigurationError:
+        raise click.ClickException(
+            "Flask-OAuthClient is not set up on this app: call oauth.init_app(app)."
+        ) from None
 
 
 @oauth_cli.command("providers")
@@ -48,11 +60,7 @@ def providers_command(base_url: str | None) -> None:
     .. versionadded:: 0.1
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    state: _State | None = app.extensions.get("oauthclient")
-    if state is None:
-        raise click.ClickException(
-            "Flask-OAuthClient is not set up on this app: call oauth.init_app(app)."
-        )
+    state = _state(app)
     if not state.providers:
         click.echo(
             "No providers are registered: call oauth.register(...) before "
@@ -99,7 +107,7 @@ def providers_command(base_url: str | None) -> None:
                 click.echo(_wrap(preset.notes, "  notes:         "))
             click.echo()
 
-    if insecure_callbacks and not state.insecure_transport:
+    if insecure_callbacks and not state.settings.insecure_transport:
         hints.append(
             "The callback URLs are plain http, which the extension refuses unless "
             "OAUTHCLIENT_INSECURE_TRANSPORT = True (local development only)."
@@ -189,11 +197,7 @@ def _sqla_storage(command: str) -> SQLAlchemyStorage:
     from .sqla import SQLAlchemyStorage
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    state: _State | None = app.extensions.get("oauthclient")
-    if state is None:
-        raise click.ClickException(
-            "Flask-OAuthClient is not set up on this app: call oauth.init_app(app)."
-        )
+    state = _state(app)
     storage = state.storage
     if not isinstance(storage, SQLAlchemyStorage):
         where = {
@@ -240,8 +244,10 @@ def tokens_command(window: timedelta, providers: tuple[str, ...]) -> None:
     \f
     .. versionadded:: 0.1
     """
+    import sqlalchemy as sa
+
     storage = _sqla_storage("tokens")
-    registered = current_app.extensions["oauthclient"].providers
+    registered = get_state().providers
     c = storage._table.c
     now = datetime.now(timezone.utc)
     soon = now + window
@@ -358,6 +364,8 @@ def purge_command(
     \f
     .. versionadded:: 0.1
     """
+    import sqlalchemy as sa
+
     storage = _sqla_storage("purge")
     now = datetime.now(timezone.utc)
     try:
@@ -426,6 +434,8 @@ def _readable(stored: t.Any, cipher: TokenCipher | None) -> dict[str, t.Any] | N
 
 @contextmanager
 def _database_errors() -> t.Iterator[None]:
+    import sqlalchemy as sa
+
     try:
         yield
     except sa.exc.SQLAlchemyError as e:
@@ -464,11 +474,7 @@ def reencrypt_command(batch_size: int) -> None:
     .. versionadded:: 0.1
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    state: _State | None = app.extensions.get("oauthclient")
-    if state is None:
-        raise click.ClickException(
-            "Flask-OAuthClient is not set up on this app: call oauth.init_app(app)."
-        )
+    state = _state(app)
     if state.cipher is None:
         raise click.ClickException(
             "OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS is not set: there is no key to "

@@ -4,73 +4,33 @@ from __future__ import annotations
 
 import os
 import typing as t
-from dataclasses import dataclass
-from dataclasses import field
 
 from flask import current_app
 from flask import Flask
 from flask import session
 
 from . import redaction
-from .encryption import cipher_from_config
-from .encryption import TokenCipher
-from .errors import ConfigurationError
+from .app_provider import AppProvider
+from .cli import oauth_cli
+from .csrf import csrf_token
+from .error_pages import render_error
 from .errors import OAuthClientError
 from .errors import UnknownProviderError
-from .provider import AppProvider
+from .linking import can_unlink
 from .provider import Provider
-from .provider import REGISTER_DEFAULTS
+from .provider_config import merge
+from .provider_config import ProviderConfig
 from .providers import get_preset
-from .storage.base import BaseStorage
+from .state import AppState
+from .state import EXTENSION_KEY
+from .state import get_state
+from .state import Hooks
 from .storage.session import SessionStorage
+from .views import make_blueprint
+from .views import make_site_blueprint
 
 #: ``on_login(provider, token, userinfo)``: the user to log in, a response, or None.
 LoginHandler = t.Callable[[Provider, dict[str, t.Any], dict[str, t.Any]], t.Any]
-
-#: Every configuration key and its default; documented in docs/config.rst.
-CONFIG_DEFAULTS: dict[str, t.Any] = {
-    "OAUTHCLIENT_URL_PREFIX": "/login",
-    "OAUTHCLIENT_INSECURE_TRANSPORT": False,
-    "OAUTHCLIENT_TIMEOUT": 10.0,
-    "OAUTHCLIENT_STATE_TTL": 600,
-    "OAUTHCLIENT_MAX_PENDING_LOGINS": 5,
-    "OAUTHCLIENT_LOGIN_REDIRECT": "/",
-    "OAUTHCLIENT_REFRESH_LEEWAY": 30,
-    "OAUTHCLIENT_ID_TOKEN_LEEWAY": 60,
-    "OAUTHCLIENT_METADATA_TTL": 3600,
-    "OAUTHCLIENT_POOL_MAXSIZE": 10,
-    "OAUTHCLIENT_LOGOUT_URL": "/logout",
-    "OAUTHCLIENT_LOGOUT_REDIRECT": "/",
-    "OAUTHCLIENT_REVOKE_ON_LOGOUT": True,
-    "OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS": None,
-    "OAUTHCLIENT_LINK_BY_VERIFIED_EMAIL": False,
-}
-
-
-@dataclass
-class _State:
-    """What the extension keeps per app, in ``app.extensions["oauthclient"]``."""
-
-    ext: OAuth
-    storage: BaseStorage
-    config: t.Mapping[str, t.Any]
-    url_prefix: str
-    insecure_transport: bool
-    timeout: float
-    state_ttl: float
-    max_pending: int
-    login_redirect: str
-    refresh_leeway: float
-    id_token_leeway: float
-    metadata_ttl: float
-    pool_maxsize: int
-    logout_url: str | None
-    logout_redirect: str
-    revoke_on_logout: bool
-    #: Encrypts tokens at rest; ``None`` without ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS``.
-    cipher: TokenCipher | None = None
-    link_by_verified_email: bool = False
-    providers: dict[str, AppProvider] = field(default_factory=dict)
 
 
 class OAuth:
@@ -89,10 +49,8 @@ class OAuth:
     """
 
     def __init__(self, app: Flask | None = None, **options: t.Any) -> None:
-        self._configs: dict[str, dict[str, t.Any]] = {}
         self.providers: dict[str, Provider] = {}
-        self._login_handler: LoginHandler | None = None
-        self._other_login: t.Callable[[t.Any], bool] | None = None
+        self._hooks = Hooks()
         self._options = options
         self._initialized = False
         if app is not None:
@@ -126,24 +84,15 @@ class OAuth:
             )
         if name == "oauthclient":
             raise ValueError("The provider name 'oauthclient' is reserved.")
-        if name in self._configs:
+        if name in self.providers:
             raise ValueError(f"A provider named {name!r} is already registered.")
         if self._initialized:
             raise RuntimeError(
                 f"Provider {name!r} is registered after init_app(): register every "
                 "provider before initializing an app with this extension."
             )
-        unknown = set(config) - set(REGISTER_DEFAULTS)
-        if unknown:
-            raise TypeError(
-                f"register() got unknown keywords: {', '.join(sorted(unknown))}."
-            )
-        merged = dict(REGISTER_DEFAULTS)
         preset = get_preset(name)
-        if preset is not None:
-            merged.update(preset.register_defaults())
-        merged.update(config)
-        self._configs[name] = merged
+        merged = merge(preset.register_defaults() if preset else {}, config)
         provider = self.providers[name] = Provider(self, name, merged)
         return provider
 
@@ -172,7 +121,7 @@ class OAuth:
         ``(provider, token, userinfo)``. It returns the user to log in (the
         extension calls :func:`flask_login.login_user` and stores the token for that
         user), a response to send instead, or ``None`` to refuse the login."""
-        self._login_handler = f
+        self._hooks.on_login = f
         return f
 
     def has_other_login(
@@ -191,7 +140,7 @@ class OAuth:
 
         .. versionadded:: 0.1
         """
-        self._other_login = f
+        self._hooks.has_other_login = f
         return f
 
     def can_unlink(self, provider: Provider) -> bool:
@@ -202,17 +151,7 @@ class OAuth:
 
         .. versionadded:: 0.1
         """
-        if any(other.linked for other in self if other.name != provider.name):
-            return True
-        if self._other_login is None:
-            return False
-        user = None
-        if hasattr(current_app, "login_manager"):
-            from flask_login import current_user
-
-            if current_user.is_authenticated:
-                user = current_user._get_current_object()
-        return user is not None and bool(self._other_login(user))
+        return can_unlink(self._get_state(), provider.name)
 
     # -- apps --------------------------------------------------------------------
 
@@ -223,7 +162,7 @@ class OAuth:
         :param storage: a :class:`~flask_oauthclient.storage.BaseStorage`; the
             default keeps tokens in the Flask session.
         """
-        if "oauthclient" in app.extensions:
+        if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "A 'Flask-OAuthClient' instance has already been registered on this "
                 "Flask app. Import and use that instance instead."
@@ -232,65 +171,32 @@ class OAuth:
         storage = options.pop("storage", None) or SessionStorage()
         if options:
             raise TypeError(f"init_app() got unknown keywords: {', '.join(options)}.")
-        for key, value in CONFIG_DEFAULTS.items():
-            app.config.setdefault(key, value)
-        config = app.config
-        state = _State(
-            ext=self,
-            storage=storage,
-            config=config,
-            url_prefix=config["OAUTHCLIENT_URL_PREFIX"].rstrip("/"),
-            insecure_transport=bool(config["OAUTHCLIENT_INSECURE_TRANSPORT"]),
-            timeout=float(config["OAUTHCLIENT_TIMEOUT"]),
-            state_ttl=float(config["OAUTHCLIENT_STATE_TTL"]),
-            max_pending=int(config["OAUTHCLIENT_MAX_PENDING_LOGINS"]),
-            login_redirect=config["OAUTHCLIENT_LOGIN_REDIRECT"],
-            refresh_leeway=float(config["OAUTHCLIENT_REFRESH_LEEWAY"]),
-            id_token_leeway=float(config["OAUTHCLIENT_ID_TOKEN_LEEWAY"]),
-            metadata_ttl=float(config["OAUTHCLIENT_METADATA_TTL"]),
-            pool_maxsize=int(config["OAUTHCLIENT_POOL_MAXSIZE"]),
-            logout_url=config["OAUTHCLIENT_LOGOUT_URL"] or None,
-            logout_redirect=config["OAUTHCLIENT_LOGOUT_REDIRECT"],
-            revoke_on_logout=bool(config["OAUTHCLIENT_REVOKE_ON_LOGOUT"]),
-            cipher=cipher_from_config(config["OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS"]),
-            link_by_verified_email=bool(config["OAUTHCLIENT_LINK_BY_VERIFIED_EMAIL"]),
-        )
-        if state.insecure_transport:
+        state = AppState.create(self, app, storage, self._hooks)
+        settings = state.settings
+        if settings.insecure_transport:
             # oauthlib checks this process-wide variable itself; our own per-app
             # check (AppProvider.check_transport) still guards apps without the flag.
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
-        for name, provider_config in self._configs.items():
-            state.providers[name] = AppProvider(name, provider_config, state)
-            redaction.register_secret(state.providers[name].client_secret)
+        for name, provider in self.providers.items():
+            ap = AppProvider(
+                name, ProviderConfig(**provider.config), settings, app.config
+            )
+            state.providers[name] = ap
+            redaction.register_secret(ap.client_secret)
         # requests-oauthlib logs tokens, secrets and codes at DEBUG: filter them out.
         redaction.install()
 
-        from .cli import oauth_cli
-        from .views import csrf_token
-        from .views import make_blueprint
-        from .views import make_site_blueprint
-        from .views import render_error
-
-        for name in self._configs:
-            app.register_blueprint(
-                make_blueprint(self.providers[name], state.url_prefix)
-            )
-        app.register_blueprint(make_site_blueprint(state))
+        for provider in self.providers.values():
+            app.register_blueprint(make_blueprint(provider, settings.url_prefix))
+        app.register_blueprint(make_site_blueprint(settings.logout_url, self.logout))
         app.jinja_env.globals["oauthclient_csrf_token"] = csrf_token
         app.register_error_handler(OAuthClientError, render_error)
         app.cli.add_command(oauth_cli)
-        app.extensions["oauthclient"] = state
+        app.extensions[EXTENSION_KEY] = state
         self._initialized = True
 
-    def _get_state(self, app: Flask | None = None) -> _State:
-        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-        state = app.extensions.get("oauthclient")
-        if state is None or state.ext is not self:
-            raise ConfigurationError(
-                "The current app is not set up with this OAuth instance: call "
-                "oauth.init_app(app) in your app factory."
-            )
-        return t.cast(_State, state)
+    def _get_state(self, app: Flask | None = None) -> AppState:
+        return get_state(app, owner=self)
 
     def logout(
         self,
@@ -311,7 +217,7 @@ class OAuth:
         """
         state = self._get_state()
         if revoke is None:
-            revoke = state.revoke_on_logout
+            revoke = state.settings.revoke_on_logout
         target: str | None = None
         for provider in self:
             token = provider.token
@@ -331,12 +237,3 @@ class OAuth:
             logout_user()
         session.clear()
         return target
-
-    def handle_login(
-        self, provider: Provider, token: dict[str, t.Any], userinfo: dict[str, t.Any]
-    ) -> t.Any:
-        """Call the ``on_login`` handler; without one, return ``...`` (meaning: just
-        keep the token)."""
-        if self._login_handler is None:
-            return ...
-        return self._login_handler(provider, token, userinfo)

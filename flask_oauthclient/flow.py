@@ -141,9 +141,16 @@ def complete(provider: str, states: list[str]) -> PendingLogin:
     return pending
 
 
-def keep_pending() -> dict[str, t.Any]:
-    """The pending logins, to carry over a session reset at login."""
-    return _live(session.get(_KEY))
+def carry_over() -> t.Callable[[], None]:
+    """Keep the live pending logins (other tabs') across a session reset: call the
+    returned function after the reset."""
+    pending = _live(session.get(_KEY))
+
+    def restore() -> None:
+        if pending:
+            session[_KEY] = pending
+
+    return restore
 
 
 def _live(logins: t.Any) -> dict[str, t.Any]:

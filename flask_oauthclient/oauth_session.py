@@ -1,279 +1,307 @@
-"""The per-request ``OAuth2Session`` and the HTTP plumbing shared by all of them.
+"""The per-request ``OAuth2Session`` of a provider and user, and where a request
+keeps it: on ``g``, tied to the request object.
 
-A session is built at most once per request and provider and kept on ``g``; it is
-never shared between requests, so one user's token cannot reach another user's
-request. All sessions of a provider mount the same
-:class:`requests.adapters.HTTPAdapter`, so keep-alive connections to the provider are
-reused across requests.
+A session is built at most once per request, provider and user, and is never shared
+between requests, so one user's token cannot reach another user's request. It holds
+the only copy of the token in the request: read from the storage once, replaced by
+a refresh. Its connections come from the provider's shared pool (see :mod:`.transport`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
+import functools
 import typing as t
-from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from requests_oauthlib import OAuth2Session
-from urllib3.exceptions import DecodeError
-from urllib3.exceptions import ReadTimeoutError
+from flask import g
+from flask import has_app_context
+from flask import has_request_context
+from flask import request
+from oauthlib.oauth2 import OAuth2Error
+from oauthlib.oauth2 import TokenExpiredError
+from requests_oauthlib.oauth2_session import TokenUpdated
 
+from . import refresh
+from . import signals
 from .errors import ProviderError
-from .errors import ProviderTimeout
-from .errors import ProviderUnavailable
+from .errors import ReauthorizationRequired
+from .storage.base import CURRENT_USER
+from .tokens import Token
+from .transport import capped
+from .transport import check_token_response
+from .transport import MAX_TOKEN_RESPONSE_BYTES
+from .transport import PooledOAuth2Session
+from .transport import translate_http_error
 
-#: The largest body accepted from a token endpoint.
-MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
-#: The largest body accepted from a userinfo endpoint or a preset's profile calls.
-MAX_USERINFO_RESPONSE_BYTES = 1024 * 1024
+if t.TYPE_CHECKING:
+    from .app_provider import AppProvider
+    from .storage.base import BaseStorage
 
 
-def make_adapter(pool_maxsize: int) -> HTTPAdapter:
-    """One connection pool per provider and app, shared by its sessions."""
-    return HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+class Entry:
+    """What one request knows about one provider and user: the token as read from
+    the storage, until :attr:`session` is built; from then on the session holds it."""
 
-
-class Environment:
-    """What ``requests`` reads from the environment on every call of a session
-    (proxies and ``no_proxy`` for the URL's host, the CA bundle), read once per
-    host instead.
-
-    Sessions built with it have ``trust_env`` off; ``~/.netrc`` is not read
-    either (requests-oauthlib already keeps it from replacing the bearer token).
-    """
-
-    _MAX_HOSTS = 256
+    __slots__ = ("_token", "loaded", "session")
 
     def __init__(self) -> None:
-        self.verify: bool | str = (
-            os.environ.get("REQUESTS_CA_BUNDLE")
-            or os.environ.get("CURL_CA_BUNDLE")
-            or True
+        self._token: Token | None = None
+        self.loaded = False
+        self.session: ProviderSession | None = None
+
+    @property
+    def token(self) -> Token | None:
+        if self.session is not None:
+            token = self.session.token
+            return Token(token) if token else None
+        return self._token
+
+    def load(self, token: Token | None) -> None:
+        self._token = token
+        self.loaded = True
+
+
+def request_entry(key: t.Hashable) -> Entry:
+    """This request's :class:`Entry` for ``key`` (a provider and a user).
+
+    ``g`` belongs to the app context, which a test harness (pytest-flask) may keep
+    across several requests, and a job may run many users' calls in one: entries are
+    tied to the request object too (``None`` outside a request), so that a test
+    switching users never reuses the previous request's token.
+
+    :raises RuntimeError: outside an app context.
+    """
+    entries = _entries(create=True)
+    if entries is None:
+        raise RuntimeError(
+            "Working outside of application context: API calls need an app context "
+            "(and a request context to know the current user)."
         )
-        self._proxies: dict[str, dict[str, str]] = {}
-
-    def proxies(self, url: str) -> dict[str, str]:
-        """The proxies ``requests`` would use for ``url`` (empty: none)."""
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        found = self._proxies.get(origin)
-        if found is None:
-            found = requests.utils.get_environ_proxies(origin)
-            if len(self._proxies) < self._MAX_HOSTS:
-                self._proxies[origin] = found
-        return found
+    found = entries.get(key)
+    if found is None:
+        found = entries[key] = Entry()
+    return found
 
 
-class PooledOAuth2Session(OAuth2Session):  # type: ignore[misc]
-    """An :class:`~requests_oauthlib.OAuth2Session` that uses a shared connection
-    pool, the environment as read once (:class:`Environment`) and a default timeout
-    on every call."""
+def forget(provider: str) -> None:
+    """Drop this request's entries of ``provider`` (for every user), after its
+    stored token changed: the next use reads the storage again."""
+    entries = _entries(create=False)
+    if entries is not None:
+        for key in [k for k in entries if k[0] == provider]:
+            del entries[key]
+
+
+def _entries(create: bool) -> dict[t.Any, Entry] | None:
+    if not has_app_context():
+        return None
+    owner = request._get_current_object() if has_request_context() else None  # type: ignore[attr-defined]
+    held: tuple[t.Any, dict[t.Any, Entry]] | None = g.get("_oauthclient_requests")
+    if held is None or held[0] is not owner:
+        if not create:
+            return None
+        held = g._oauthclient_requests = (owner, {})
+    return held[1]
+
+
+def new_session(
+    app_provider: AppProvider,
+    *,
+    token: Token | None,
+    storage: BaseStorage,
+    sender: object,
+    user: t.Any = CURRENT_USER,
+) -> ProviderSession:
+    """A :class:`ProviderSession` of ``user``, holding ``token``."""
+    return app_provider.new_session(
+        token=token,
+        session_class=ProviderSession,
+        app_provider=app_provider,
+        storage=storage,
+        sender=sender,
+        user=user,
+        # requests-oauthlib's own auto refresh, should the token expire between our
+        # check and its own, lands in our single-flight refresh_token(); without
+        # auto refresh, TokenExpiredError is raised.
+        auto_refresh=app_provider.auto_refresh,
+        token_updater=_saved_already if app_provider.auto_refresh else None,
+    )
+
+
+def _saved_already(token: Token) -> None:
+    """The session's ``token_updater``: the single-flight refresh saved it."""
+
+
+class ProviderSession(PooledOAuth2Session):
+    """The session of one request, provider and user: the user's token, refreshed
+    by itself before it expires and once on a 401, through the single-flight
+    refresh, which saves the new token for that user."""
+
+    # The property inherited from OAuth2Session; declared for the type checker only.
+    token: t.Any
 
     def __init__(
         self,
         *args: t.Any,
-        adapter: HTTPAdapter,
-        timeout: float,
-        environment: Environment | None = None,
+        app_provider: AppProvider,
+        storage: BaseStorage,
+        sender: object,
+        user: t.Any = CURRENT_USER,
+        auto_refresh: bool = False,
         **kwargs: t.Any,
     ) -> None:
+        self.app_provider = app_provider
+        self.storage = storage
+        #: The public :class:`~flask_oauthclient.Provider`: the signals' sender.
+        self.sender = sender
+        #: Whose token this is (``CURRENT_USER``: the storage's current user).
+        self.user = user
+        self._auto_refresh = auto_refresh
+        self._auto_refresh_url: str | None = None
         super().__init__(*args, **kwargs)
-        # requests.Session made two private adapters; use the shared pool instead.
-        self.adapters.clear()
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
-        self.default_timeout = timeout
-        self.environment = environment or Environment()
-        self.trust_env = False
-        self.verify = self.environment.verify
+
+    @property
+    def auto_refresh_url(self) -> str | None:
+        """Where requests-oauthlib's own refresh goes. With ``auto_refresh`` the
+        token endpoint is looked up only when a refresh happens, so that an API
+        call with a valid token never waits for (or fails on) discovery."""
+        if self._auto_refresh_url is not None:
+            return self._auto_refresh_url
+        if self._auto_refresh:
+            return self.app_provider.endpoint("token_url")
+        return None
+
+    @auto_refresh_url.setter
+    def auto_refresh_url(self, value: str | None) -> None:
+        self._auto_refresh_url = value
 
     def request(
-        self, method: str, url: str, *args: t.Any, **kwargs: t.Any
+        self,
+        method: str,
+        url: str,
+        data: t.Any = None,
+        headers: t.Any = None,
+        withhold_token: bool = False,
+        **kwargs: t.Any,
     ) -> requests.Response:
-        if kwargs.get("timeout") is None:
-            # requests-oauthlib's fetch_token and refresh_token pass timeout=None
-            # explicitly: setdefault would leave token requests without a timeout.
-            kwargs["timeout"] = self.default_timeout
-        if kwargs.get("proxies") is None:
-            kwargs["proxies"] = self.environment.proxies(url)
-        return t.cast(requests.Response, super().request(method, url, *args, **kwargs))
-
-    def close(self) -> None:
-        # The adapter is shared: closing it would close every request's connections.
-        pass
-
-
-def body_cap(max_bytes: int) -> t.Callable[..., requests.Response]:
-    """A requests ``response`` hook that reads the body as it streams in and refuses
-    it past ``max_bytes`` (after decompression), or when it is not complete within
-    the request's (read) timeout, before anyone else reads it.
-
-    requests-oauthlib's ``fetch_token`` and ``refresh_token`` don't stream: without
-    the hook, requests would read a body of any size into memory (and
-    requests-oauthlib would log it) before any check. Response hooks run between
-    the headers and the body, so the cap applies there. Put it on the sessions of
-    token and userinfo requests only: API responses are the app's to read.
-
-    :raises ProviderError: the body is too large.
-    :raises ProviderTimeout: the body did not arrive in time.
-    :raises ProviderUnavailable: the connection broke.
-    """
-
-    def hook(response: requests.Response, **kwargs: t.Any) -> requests.Response:
-        if response._content_consumed:  # type: ignore[attr-defined]
-            return response  # read already
-        timeout = kwargs.get("timeout")
-        if isinstance(timeout, tuple):
-            timeout = timeout[1]
-        try:
-            body = read_capped(
-                response,
-                timeout=float(timeout) if timeout else _DEFAULT_DEADLINE,
-                max_bytes=max_bytes,
+        ap = self.app_provider
+        if withhold_token or not self.token or not ap.auto_refresh:
+            return super().request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                withhold_token=withhold_token,
+                **kwargs,
             )
-        except BaseException:
-            response.close()  # drops the connection: the rest is never read
-            raise
-        response._content = body
-        response._content_consumed = True  # type: ignore[attr-defined]
-        response.close()  # read whole: the connection goes back to the pool
+        if refresh.is_expiring(self.token, ap.settings.refresh_leeway):
+            if ap.token_updater is None:
+                # requests-oauthlib's third style: refresh, save nothing, and hand
+                # the new token to the caller in TokenUpdated.
+                if not self.token.get("refresh_token"):
+                    raise TokenExpiredError()
+                try:
+                    self.token = self.refresh_at_provider(
+                        self.token, token_url=ap.endpoint("token_url")
+                    )
+                except refresh.InvalidGrant:
+                    raise ReauthorizationRequired(
+                        "The provider refused the refresh token (invalid_grant)."
+                    ) from None
+                raise TokenUpdated(Token(self.token))
+            self.refresh_token()
+        used = self.token
+        response = super().request(method, url, data=data, headers=headers, **kwargs)
+        if (
+            response.status_code == 401
+            and ap.token_updater is not None
+            and used.get("refresh_token")
+            and (data is None or isinstance(data, (bytes, str, dict, list, tuple)))
+        ):
+            # The token looked valid but was refused (revoked early, clock skew):
+            # refresh once and retry once.
+            response.close()
+            self.refresh_token()
+            response = super().request(
+                method, url, data=data, headers=headers, **kwargs
+            )
         return response
 
-    return hook
+    def refresh_token(
+        self,
+        token_url: str | None = None,
+        refresh_token: str | None = None,
+        **kwargs: t.Any,
+    ) -> Token:
+        """Refresh the token through the single-flight refresh and save it.
 
-
-#: Seconds a capped body may take when the request has no timeout.
-_DEFAULT_DEADLINE = 30.0
-
-
-def read_capped(
-    response: requests.Response, *, timeout: float, max_bytes: int
-) -> bytes:
-    """Read the body of a streamed ``response``: at most ``max_bytes`` (after
-    decompression), within ``timeout`` seconds however slowly it trickles in (each
-    read returns what has arrived, so the deadline is checked as bytes come)."""
-    what = urlsplit(response.url or "").path or "the provider"
-    if getattr(response, "_content_consumed", False):
-        # A response hook (body_cap) read it already, under the same limits.
-        body = response.content
-        if len(body) > max_bytes:
-            raise ProviderError(f"{what} answered with over {max_bytes} bytes.")
-        return body
-    length = response.headers.get("Content-Length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise ProviderError(f"{what} answered with {length} bytes, over {max_bytes}.")
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in _chunks(response.raw):
-            size += len(chunk)
-            if size > max_bytes:
-                raise ProviderError(f"{what} answered with over {max_bytes} bytes.")
-            if time.monotonic() > deadline:
-                raise ProviderTimeout(f"{what} did not finish its answer in time.")
-            chunks.append(chunk)
-    except ReadTimeoutError:
-        raise ProviderTimeout(f"{what} stopped answering.") from None
-    except requests.ConnectionError as e:
-        # How requests reports the same faults, from bodies it wraps.
-        if e.args and isinstance(e.args[0], ReadTimeoutError):
-            raise ProviderTimeout(f"{what} stopped answering.") from None
-        raise ProviderUnavailable(f"The connection to {what} broke.") from None
-    except requests.RequestException:
-        raise ProviderError(f"{what} sent a body that could not be read.") from None
-    except DecodeError:
-        raise ProviderError(f"{what} sent a body that does not decode.") from None
-    except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise ProviderUnavailable(
-            f"The connection to {what} broke: {type(e).__name__}"
-        ) from None
-    return b"".join(chunks)
-
-
-def _chunks(raw: t.Any, size: int = 64 * 1024) -> t.Iterator[bytes]:
-    """The body, as it arrives: urllib3's ``read1`` returns what one socket read
-    gave (decompressed) rather than waiting for ``size`` bytes."""
-    if isinstance(raw, urllib3.response.HTTPResponse) and hasattr(raw, "read1"):
-        while chunk := raw.read1(size, decode_content=True):
-            yield chunk
-    elif hasattr(raw, "stream"):  # urllib3 1.26
-        yield from raw.stream(size, decode_content=True)
-    else:  # a file-like body (tests, adapters of other libraries)
-        while chunk := raw.read(size):
-            yield chunk
-
-
-@contextmanager
-def capped(session: requests.Session, max_bytes: int) -> t.Iterator[None]:
-    """Cap the bodies of the responses ``session`` receives inside the block (see
-    :func:`body_cap`)."""
-    hook = body_cap(max_bytes)
-    session.hooks["response"].append(hook)
-    try:
-        yield
-    finally:
-        session.hooks["response"].remove(hook)
-
-
-def check_token_response(response: requests.Response) -> requests.Response:
-    """A requests-oauthlib ``access_token_response`` / ``refresh_token_response``
-    hook: refuse what is not a token response before oauthlib parses it.
-
-    An error answer in RFC 6749 §5.2 form (a 4xx with a JSON ``error``) is passed on
-    so oauthlib raises the matching error; anything else that is not a JSON object
-    becomes :class:`ProviderError`.
-    """
-    length = response.headers.get("Content-Length")
-    if (length and length.isdigit() and int(length) > MAX_TOKEN_RESPONSE_BYTES) or len(
-        response.content
-    ) > MAX_TOKEN_RESPONSE_BYTES:
-        raise ProviderError("The token endpoint sent an oversized response.")
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        data = None
-    if response.status_code >= 500:
-        raise ProviderError(f"The token endpoint answered HTTP {response.status_code}.")
-    if not isinstance(data, dict):
-        # GitHub answers form-encoded without an Accept header; we always ask for JSON.
-        raise ProviderError(
-            f"The token endpoint answered HTTP {response.status_code} without a "
-            "JSON object."
+        Unless another caller refreshed it meanwhile (the stored access token
+        changed), the provider is asked; the arguments of requests-oauthlib's
+        signature are accepted and the provider's settings used instead.
+        """
+        ap = self.app_provider
+        stale = Token(self.token or {})
+        if refresh_token:
+            stale["refresh_token"] = refresh_token
+        call_provider = functools.partial(
+            self.refresh_at_provider, token_url=token_url or ap.endpoint("token_url")
         )
-    if response.status_code >= 400 and "error" not in data:
-        raise ProviderError(f"The token endpoint answered HTTP {response.status_code}.")
-    if response.status_code < 400 and "error" not in data:
-        if not isinstance(data.get("access_token"), str) or not data["access_token"]:
-            raise ProviderError("The token endpoint's answer has no access_token.")
-        token_type = data.get("token_type", "Bearer")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise ProviderError(
-                "The token endpoint issued a token of an unsupported type."
+        try:
+            token, refreshed_here = refresh.single_flight(
+                scope=ap.refresh_scope,
+                provider=ap.name,
+                storage=self.storage,
+                stale=stale,
+                call_provider=call_provider,
+                user=self.user,
             )
-        expires_in = data.get("expires_in")
-        if expires_in is not None and not _is_number(expires_in):
-            raise ProviderError("The token endpoint sent an invalid expires_in.")
-    return response
+        except refresh.GrantRevoked:
+            signals.token_revoked.send(self.sender, reason="invalid_grant")
+            raise
+        self.token = token
+        if refreshed_here:
+            signals.token_refreshed.send(self.sender, token=token)
+            if callable(ap.token_updater):
+                ap.token_updater(token)
+        return token
 
+    def refresh_at_provider(self, current: Token, *, token_url: str) -> Token:
+        """Send one refresh request for ``current`` and return the new token, merged
+        with ``current`` where the answer is silent. Nothing is saved.
 
-def _is_number(value: t.Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return True
-    return isinstance(value, str) and value.isdigit()
-
-
-def translate_http_error(error: requests.RequestException) -> ProviderError:
-    """The :class:`ProviderError` for a failure of ``requests``."""
-    if isinstance(error, requests.Timeout):
-        return ProviderTimeout("The provider did not answer in time.")
-    if isinstance(error, requests.ConnectionError):
-        return ProviderUnavailable("The provider could not be reached.")
-    return ProviderError(f"The request to the provider failed: {type(error).__name__}")
+        :raises refresh.InvalidGrant: the provider refused the refresh token.
+        """
+        ap = self.app_provider
+        hooks = self.compliance_hook["refresh_token_response"]
+        if check_token_response not in hooks:
+            self.register_compliance_hook(
+                "refresh_token_response", check_token_response
+            )
+        try:
+            with capped(self, MAX_TOKEN_RESPONSE_BYTES):
+                new = super().refresh_token(
+                    token_url,
+                    refresh_token=current["refresh_token"],
+                    headers={"Accept": "application/json"},
+                    **ap.refresh_auth(),
+                )
+        except requests.RequestException as e:
+            raise translate_http_error(e) from None
+        except OAuth2Error as e:
+            if e.error == "invalid_grant":
+                raise refresh.InvalidGrant() from None
+            # invalid_client (a rotated secret), unauthorized_client, ...: our side
+            # or the provider's, not the user's; the stored token stays.
+            raise ProviderError(
+                f"The token endpoint refused the refresh: {e.error}."
+            ) from None
+        except ValueError:
+            raise ProviderError("The token endpoint sent an invalid answer.") from None
+        merged = Token(new)
+        # RFC 6749 §6: the provider may keep the refresh token; keep ours then.
+        merged.setdefault("refresh_token", current["refresh_token"])
+        if "id_token" in merged:
+            ap.check_refreshed_id_token(current, merged)
+        elif "id_token" in current:
+            merged["id_token"] = current["id_token"]
+        return merged

@@ -24,10 +24,10 @@ import typing as t
 from collections import OrderedDict
 
 from .errors import ReauthorizationRequired
-from .storage.base import _process_lock
+from .locks import process_lock
 from .storage.base import BaseStorage
 from .storage.base import CURRENT_USER
-from .storage.base import Token
+from .tokens import Token
 
 #: How long a refresh result is remembered for callers that still hold the old token.
 _RECENT_TTL = 120.0
@@ -80,6 +80,16 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+class InvalidGrant(Exception):
+    """Raised by a ``call_provider`` function of :func:`single_flight`: the provider
+    refused the refresh token (``invalid_grant``)."""
+
+
+class GrantRevoked(ReauthorizationRequired):
+    """The provider refused the refresh token, and :func:`single_flight` removed the
+    stored token that failed."""
+
+
 def single_flight(
     *,
     scope: t.Hashable,
@@ -87,22 +97,20 @@ def single_flight(
     storage: BaseStorage,
     stale: Token,
     call_provider: t.Callable[[Token], Token],
-    on_refreshed: t.Callable[[Token], None],
-    on_revoked: t.Callable[[], None],
-    is_invalid_grant: t.Callable[[BaseException], bool],
     user: t.Any = CURRENT_USER,
-) -> Token:
+) -> tuple[Token, bool]:
     """Refresh ``stale`` once, whoever else is trying at the same time.
 
     :param scope: identifies the app and provider (keys the in-process lock).
     :param stale: the token the caller found unusable.
     :param call_provider: sends the refresh request for the given stored token and
-        returns the new token, merged with the old one where the answer is silent.
-    :param on_refreshed: called with the new token after it was saved.
-    :param on_revoked: called after the token was removed for ``invalid_grant``.
-    :param is_invalid_grant: whether an exception from ``call_provider`` means the
-        refresh token is no longer valid.
-    :return: the token to use: freshly refreshed, or refreshed by another caller.
+        returns the new token, merged with the old one where the answer is silent;
+        raises :class:`InvalidGrant` when the provider refuses the refresh token.
+    :return: the token to use, and whether this call refreshed it (rather than
+        adopting the token another caller refreshed); it was saved either way.
+    :raises GrantRevoked: the provider refused the refresh token; the stored token
+        was removed.
+    :raises ReauthorizationRequired: there is no refresh token, or no stored token.
     """
     refresh_token = stale.get("refresh_token")
     if not refresh_token:
@@ -110,7 +118,7 @@ def single_flight(
             "The access token expired and there is no refresh token."
         )
     key = (scope, _digest(str(refresh_token)))
-    with _process_lock(("refresh", key)):
+    with process_lock(("refresh", key)):
         with storage.lock(provider, user=user) as locked:
             current = locked.token
             if current is None:
@@ -119,23 +127,19 @@ def single_flight(
                 )
             if current.get("access_token") != stale.get("access_token"):
                 # Another worker refreshed (or the user logged in again) meanwhile.
-                return current
+                return current, False
             done = _recent.get(key)
             if done is not None:
                 locked.save(done)
-                return done
+                return done, False
             try:
                 new = call_provider(current)
-            except Exception as e:
-                if not is_invalid_grant(e):
-                    raise
+            except InvalidGrant:
                 # The token under the lock is the one the provider refused: remove it.
                 locked.delete()
-                on_revoked()
-                raise ReauthorizationRequired(
+                raise GrantRevoked(
                     "The provider refused the refresh token (invalid_grant)."
                 ) from None
             locked.save(new)
             _recent.put(key, new)
-    on_refreshed(new)
-    return new
+    return new, True

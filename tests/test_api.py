@@ -413,7 +413,7 @@ def test_a_netrc_entry_never_replaces_the_bearer_token(
 def test_proxies_from_the_environment_are_honoured(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flask_oauthclient.oauth_session import Environment
+    from flask_oauthclient.transport import Environment
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "internal.example")

@@ -28,7 +28,7 @@ def test_init_app_records_itself(app: Flask) -> None:
     oauth = make_oauth()
     oauth.init_app(app)
     state = app.extensions["oauthclient"]
-    assert state.ext is oauth
+    assert state.owner is oauth
     assert isinstance(state.storage, SessionStorage)
     assert "corp.login" in app.view_functions
     assert "corp.authorized" in app.view_functions
@@ -39,7 +39,7 @@ def test_init_app_records_itself(app: Flask) -> None:
 
 def test_constructor_with_app(app: Flask) -> None:
     oauth = OAuth(app)
-    assert app.extensions["oauthclient"].ext is oauth
+    assert app.extensions["oauthclient"].owner is oauth
 
 
 def test_double_registration_is_refused(app: Flask) -> None:
@@ -72,7 +72,7 @@ def test_config_is_read_once_in_init_app(app: Flask) -> None:
     oauth = make_oauth()
     oauth.init_app(app)
     app.config["OAUTHCLIENT_TIMEOUT"] = 99
-    assert app.extensions["oauthclient"].timeout == 3.0
+    assert app.extensions["oauthclient"].settings.timeout == 3.0
     assert app.config["OAUTHCLIENT_STATE_TTL"] == 600
 
 
@@ -170,7 +170,7 @@ def test_providers_outside_an_initialized_app() -> None:
 def test_every_config_key_is_documented() -> None:
     from pathlib import Path
 
-    from flask_oauthclient.extension import CONFIG_DEFAULTS
+    from flask_oauthclient.settings import CONFIG_DEFAULTS
 
     docs = (Path(__file__).parent.parent / "docs" / "config.rst").read_text()
     missing = [key for key in CONFIG_DEFAULTS if f".. py:data:: {key}" not in docs]

@@ -37,10 +37,10 @@ from test_sqla import Env
 from test_sqla import make_env
 
 from flask_oauthclient import OAuth
-from flask_oauthclient.oauth_session import MAX_TOKEN_RESPONSE_BYTES
-from flask_oauthclient.oauth_session import MAX_USERINFO_RESPONSE_BYTES
 from flask_oauthclient.signals import oauth_authorized
 from flask_oauthclient.sqla import SQLAlchemyStorage
+from flask_oauthclient.transport import MAX_TOKEN_RESPONSE_BYTES
+from flask_oauthclient.transport import MAX_USERINFO_RESPONSE_BYTES
 
 TIMEOUT = 0.5
 

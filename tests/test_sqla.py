@@ -31,7 +31,7 @@ from flask_oauthclient.errors import ConfigurationError
 from flask_oauthclient.errors import StorageError
 from flask_oauthclient.sqla import OAuthTokenMixin
 from flask_oauthclient.sqla import SQLAlchemyStorage
-from flask_oauthclient.storage.base import Identity
+from flask_oauthclient.tokens import Identity
 
 
 @dataclass

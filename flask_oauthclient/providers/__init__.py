@@ -13,13 +13,8 @@ import typing as t
 from dataclasses import dataclass
 from dataclasses import field
 
-if t.TYPE_CHECKING:
-    import requests
-
-#: Maps a plain OAuth 2 provider's profile to OpenID Connect claim names. It is called
-#: with the provider's per-request session (the token is set), the API base URL and
-#: the request timeout, and returns at least ``sub``.
-ProfileMapper = t.Callable[["requests.Session", str, float], dict[str, t.Any]]
+from ..provider_config import preset_defaults
+from ..provider_config import ProfileMapper
 
 
 @dataclass(frozen=True)
@@ -76,32 +71,7 @@ class Preset:
 
     def register_defaults(self) -> dict[str, t.Any]:
         """The ``register`` keywords this preset supplies."""
-        keys = (
-            "server_metadata_url",
-            "authorize_url",
-            "token_url",
-            "userinfo_url",
-            "jwks_uri",
-            "issuer",
-            "revocation_url",
-            "end_session_url",
-            "api_base_url",
-        )
-        out: dict[str, t.Any] = {k: getattr(self, k) for k in keys}
-        out.update(
-            scope=list(self.scope),
-            authorize_params=dict(self.authorize_params),
-            token_endpoint_auth_method=self.token_endpoint_auth_method,
-            scope_separator=self.scope_separator,
-            pkce=self.pkce,
-            id_token_algorithms=list(self.id_token_algorithms),
-            nonce=self.nonce,
-            tenant_placeholder=self.tenant_placeholder,
-            headers=dict(self.headers),
-            profile=self.profile,
-            title=self.title,
-        )
-        return {k: v for k, v in out.items() if v is not None}
+        return preset_defaults(self)
 
 
 def get_preset(name: str) -> Preset | None:

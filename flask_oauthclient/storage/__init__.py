@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from ..tokens import Identity
+from ..tokens import Token
 from .base import BaseStorage
 from .base import CURRENT_USER
-from .base import Identity
 from .base import LockedToken
-from .base import Token
 from .memory import MemoryStorage
 from .session import SessionStorage
 

@@ -8,32 +8,12 @@ decides it is: the browser session for :class:`SessionStorage`, an application u
 
 from __future__ import annotations
 
-import threading
 import typing as t
 from contextlib import contextmanager
-from dataclasses import dataclass
-from weakref import WeakValueDictionary
 
-from ..redaction import mask_secrets
-
-
-class Token(dict[str, t.Any]):
-    """A token as the extension hands it out (:attr:`Provider.token
-    <flask_oauthclient.Provider.token>`, the storages, ``on_login``): a plain
-    :class:`dict` of what the provider issued, equal to one and JSON-serializable
-    like one, whose ``repr`` (and ``str``) masks the secret values (access, refresh
-    and ID tokens), so that printing or logging it leaks nothing.
-
-    .. versionadded:: 0.1
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"Token({mask_secrets(self)!r})"
-
-    def copy(self) -> Token:
-        return Token(self)
+from ..locks import process_lock
+from ..tokens import Identity
+from ..tokens import Token
 
 
 class _CurrentUser:
@@ -43,17 +23,6 @@ class _CurrentUser:
 
 #: Sentinel default of the ``user`` argument: the storage resolves the current user.
 CURRENT_USER: t.Any = _CurrentUser()
-
-
-@dataclass
-class Identity:
-    """Who a token belongs to at the provider: ``(issuer, subject)``. For OpenID
-    Connect the ID token's ``iss`` and ``sub``; for plain OAuth 2 providers the
-    provider's ``issuer`` if configured, else the origin of its authorization URL
-    (``https://github.com``), and its user id."""
-
-    issuer: str
-    subject: str
 
 
 class LockedToken:
@@ -145,24 +114,9 @@ class BaseStorage:
         processes override it with a lock the other processes see (a database row
         lock), and must still re-read the token after taking it.
         """
-        with _process_lock((id(self), provider, self.user_key(user))):
+        with process_lock((id(self), provider, self.user_key(user))):
             yield LockedToken(
                 self.get(provider, user=user),
                 lambda token: self.set(provider, token, user=user),
                 lambda: self.delete(provider, user=user),
             )
-
-
-_locks_guard = threading.Lock()
-_locks: WeakValueDictionary[t.Hashable, t.Any] = WeakValueDictionary()
-
-
-@contextmanager
-def _process_lock(key: t.Hashable) -> t.Iterator[None]:
-    """A lock per key, shared by the threads of this process, dropped when unused."""
-    with _locks_guard:
-        lock = _locks.get(key)
-        if lock is None:
-            lock = _locks[key] = threading.RLock()
-    with lock:
-        yield

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import typing as t
 
+from ..tokens import Identity
+from ..tokens import Token
 from .base import BaseStorage
 from .base import CURRENT_USER
-from .base import Identity
-from .base import Token
 
 
 class MemoryStorage(BaseStorage):

@@ -7,13 +7,12 @@ from contextlib import contextmanager
 
 from flask import session
 
-# A module import: encryption imports storage.base, and may be the first to load.
 from .. import encryption
+from ..tokens import Identity
+from ..tokens import Token
 from .base import BaseStorage
 from .base import CURRENT_USER
-from .base import Identity
 from .base import LockedToken
-from .base import Token
 
 _KEY = "_oauthclient_tokens"
 
@@ -50,7 +49,22 @@ class SessionStorage(BaseStorage):
         user: t.Any = CURRENT_USER,
         identity: Identity | None = None,
     ) -> None:
+        self.set_in(session, provider, token)
+
+    def set_in(
+        self,
+        session: t.MutableMapping[str, t.Any],
+        provider: str,
+        token: t.Mapping[str, t.Any],
+    ) -> None:
+        """Store ``token`` in ``session``, a session that is not the current
+        request's (a test client's ``session_transaction()``). Needs an app
+        context, for the app's encryption keys.
+
+        .. versionadded:: 0.1
+        """
         tokens = dict(session.get(_KEY) or {})
+        # The ID token stays out of the cookie (see the class docstring).
         kept = {k: v for k, v in token.items() if k != "id_token"}
         tokens[provider] = encryption.seal(kept)
         session[_KEY] = tokens
@@ -71,3 +85,15 @@ class SessionStorage(BaseStorage):
             lambda token: self.set(provider, token),
             lambda: self.delete(provider),
         )
+
+
+def carry_over() -> t.Callable[[], None]:
+    """Keep the session's tokens across a session reset (a login): call the
+    returned function after the reset."""
+    tokens = session.get(_KEY)
+
+    def restore() -> None:
+        if tokens:
+            session[_KEY] = tokens
+
+    return restore

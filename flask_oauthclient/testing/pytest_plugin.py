@@ -43,8 +43,11 @@ from flask.testing import FlaskClient
 from requests.adapters import BaseAdapter
 from werkzeug.test import TestResponse
 
+from ..errors import ConfigurationError
+from ..state import AppState
+from ..state import get_state
+
 if t.TYPE_CHECKING:
-    from ..extension import _State
     from .devprovider import DevProvider
 
 __all__ = [
@@ -75,16 +78,16 @@ def make_token(**overrides: t.Any) -> dict[str, t.Any]:
     return token
 
 
-def _state_of(app: Flask) -> _State:
-    state: _State | None = app.extensions.get("oauthclient")
-    if state is None:
+def _state_of(app: Flask) -> AppState:
+    try:
+        return get_state(app)
+    except ConfigurationError:
         raise RuntimeError(
             "The app is not set up with Flask-OAuthClient: call oauth.init_app(app)."
-        )
-    return state
+        ) from None
 
 
-def _check_provider(state: _State, provider: str) -> None:
+def _check_provider(state: AppState, provider: str) -> None:
     if provider not in state.providers:
         known = ", ".join(sorted(state.providers)) or "none"
         raise KeyError(
@@ -109,7 +112,6 @@ def login(
     :param token: the token to store.
     :return: the token that was stored.
     """
-    from ..storage.session import _KEY as SESSION_TOKENS
     from ..storage.session import SessionStorage
 
     app: Flask = client.application
@@ -126,10 +128,8 @@ def login(
                 # protection logs out a session without it).
                 session["_id"] = session_id
         if isinstance(state.storage, SessionStorage):
-            tokens = dict(session.get(SESSION_TOKENS) or {})
-            # As SessionStorage.set does: the ID token stays out of the cookie.
-            tokens[provider] = {k: v for k, v in stored.items() if k != "id_token"}
-            session[SESSION_TOKENS] = tokens
+            with app.app_context():
+                state.storage.set_in(session, provider, stored)
     if not isinstance(state.storage, SessionStorage):
         with app.app_context():
             state.storage.set(provider, stored, user=user)

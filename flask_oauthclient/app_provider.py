@@ -1,0 +1,506 @@
+"""A provider as configured for one app: credentials, endpoints (explicit or
+discovered), the connection pool, and the protocol steps of a login (authorization
+URL, code exchange, identity checks), revocation and ID-token checks."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import types
+import typing as t
+from urllib.parse import quote
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+
+import requests
+from oauthlib.oauth2 import OAuth2Error
+from requests.auth import HTTPBasicAuth
+
+from .errors import CallbackError
+from .errors import ConfigurationError
+from .errors import InsecureTransportError
+from .errors import InvalidIDToken
+from .errors import ProviderError
+from .flow import code_challenge
+from .flow import PendingLogin
+from .provider_config import display_title
+from .provider_config import ProviderConfig
+from .tokens import Identity
+from .tokens import Token
+from .transport import body_cap
+from .transport import capped
+from .transport import check_token_response
+from .transport import Environment
+from .transport import make_adapter
+from .transport import MAX_TOKEN_RESPONSE_BYTES
+from .transport import MAX_USERINFO_RESPONSE_BYTES
+from .transport import PooledOAuth2Session
+from .transport import translate_http_error
+
+if t.TYPE_CHECKING:
+    from . import oidc
+    from .provider_config import ProfileMapper
+    from .settings import Settings
+
+log = logging.getLogger("flask_oauthclient")
+
+S = t.TypeVar("S", bound=PooledOAuth2Session)
+
+_serials = itertools.count()
+
+_ENDPOINT_KEYS = {
+    "authorize_url": "authorization_endpoint",
+    "token_url": "token_endpoint",
+    "userinfo_url": "userinfo_endpoint",
+    "jwks_uri": "jwks_uri",
+    "issuer": "issuer",
+    "revocation_url": "revocation_endpoint",
+    "end_session_url": "end_session_endpoint",
+}
+
+
+class AppProvider:
+    """A provider as configured for one app: credentials, resolved endpoints,
+    connection pool and caches. Created by ``init_app``; reached through
+    ``current_app``."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        settings: Settings,
+        app_config: t.Mapping[str, t.Any],
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        prefix = f"OAUTHCLIENT_{name.upper()}_"
+        self.client_id: str | None = config.client_id or app_config.get(
+            prefix + "CLIENT_ID"
+        )
+        self.client_secret: str | None = config.client_secret or app_config.get(
+            prefix + "CLIENT_SECRET"
+        )
+        if not self.client_id:
+            raise ConfigurationError(
+                f"Provider {name!r} has no client_id: pass client_id= to "
+                f"oauth.register() or set {prefix}CLIENT_ID in the app config."
+            )
+        self.title = display_title(name, config.title)
+        scope = config.scope
+        if isinstance(scope, str):
+            scope = scope.split()
+        self.scope: list[str] = list(scope or [])
+        self.scope_separator: str = config.scope_separator
+        self.authorize_params: dict[str, str] = dict(config.authorize_params or {})
+        self.api_base_url: str | None = config.api_base_url
+        self.auth_method: str = config.token_endpoint_auth_method
+        if self.auth_method not in ("client_secret_basic", "client_secret_post"):
+            raise ConfigurationError(
+                f"Provider {name!r}: token_endpoint_auth_method must be "
+                "'client_secret_basic' or 'client_secret_post'."
+            )
+        self.pkce: bool = bool(config.pkce)
+        self.id_token_algorithms: list[str] = list(config.id_token_algorithms or [])
+        self.profile: ProfileMapper | None = config.profile
+        self.auto_refresh: bool = bool(config.auto_refresh)
+        #: ``...``: the refreshed token is saved by the storage (the default);
+        #: a callable: also called with it; ``None``: nothing is saved and
+        #: ``TokenUpdated`` is raised with it, as requests-oauthlib does.
+        self.token_updater: t.Callable[[Token], None] | None | types.EllipsisType = (
+            config.token_updater
+        )
+        self.is_oidc = "openid" in self.scope
+        #: Whether a nonce is sent (LinkedIn's ID tokens leave it out).
+        self.nonce: bool = self.is_oidc and bool(config.nonce)
+        self.tenant_placeholder: str | None = config.tenant_placeholder
+        self.headers: dict[str, str] = dict(config.headers or {})
+        self.explicit = {
+            key: getattr(config, key)
+            for key in _ENDPOINT_KEYS
+            if getattr(config, key) is not None
+        }
+        self.adapter = make_adapter(settings.pool_maxsize)
+        self.environment = Environment()
+        #: Keys this provider's refreshes in the process-wide refresh cache; never
+        #: reused, unlike ``id(self)`` once an app is gone (tests build many).
+        self.refresh_scope = (next(_serials), name)
+        self.http = requests.Session()
+        self.http.headers.update(self.headers)
+        # Discovery, JWKS and revocation answers: read with a cap and a deadline.
+        self.http.hooks["response"].append(body_cap(MAX_USERINFO_RESPONSE_BYTES))
+        self.http.mount("https://", self.adapter)
+        self.http.mount("http://", self.adapter)
+        self.metadata_url: str | None = config.server_metadata_url
+        self._expected_issuer: str | None = config.issuer
+        self._metadata: oidc.ServerMetadata | None = None
+        self._jwks: oidc.JWKSCache | None = None
+        for url in self.explicit.values():
+            if url is not self.explicit.get("issuer"):
+                self.check_transport(url)
+        if config.server_metadata_url:
+            self.check_transport(config.server_metadata_url)
+        if self.metadata_url is None:
+            for key in ("authorize_url", "token_url"):
+                if key not in self.explicit:
+                    raise ConfigurationError(
+                        f"Provider {name!r} needs server_metadata_url or both "
+                        "authorize_url and token_url."
+                    )
+
+    # -- endpoints ---------------------------------------------------------------
+
+    def check_transport(self, url: str) -> None:
+        """Refuse plain ``http://`` unless ``OAUTHCLIENT_INSECURE_TRANSPORT``."""
+        if (
+            urlsplit(url).scheme.lower() != "https"
+            and not self.settings.insecure_transport
+        ):
+            raise InsecureTransportError(
+                f"Provider {self.name!r}: {url!r} is not https. Plain http is only "
+                "allowed for local development and tests, with "
+                "OAUTHCLIENT_INSECURE_TRANSPORT = True in the app config."
+            )
+
+    @property
+    def metadata(self) -> oidc.ServerMetadata | None:
+        """The discovery document's cache, or ``None`` without
+        ``server_metadata_url``. Made on first use: the OpenID Connect machinery
+        (PyJWT, cryptography) is imported only by apps that use it."""
+        if self._metadata is None and self.metadata_url is not None:
+            from . import oidc
+
+            self._metadata = oidc.ServerMetadata(
+                self.metadata_url,
+                ttl=self.settings.metadata_ttl,
+                expected_issuer=self._expected_issuer,
+            )
+        return self._metadata
+
+    def endpoints(self) -> dict[str, t.Any]:
+        """The provider's endpoints: discovery merged with the explicit ones (which
+        win). Discovery is fetched on first use and cached."""
+        found: dict[str, t.Any] = {}
+        if self.metadata is not None:
+            document = self.metadata.get(self.http, timeout=self.settings.timeout)
+            for key, field in _ENDPOINT_KEYS.items():
+                if document.get(field):
+                    found[key] = document[field]
+            found["iss_parameter_supported"] = bool(
+                document.get("authorization_response_iss_parameter_supported")
+            )
+        found.update(self.explicit)
+        for key in ("authorize_url", "token_url", "userinfo_url", "jwks_uri"):
+            if found.get(key):
+                self.check_transport(found[key])
+        return found
+
+    def endpoint(self, key: str) -> str:
+        url = self.endpoints().get(key)
+        if not url:
+            raise ConfigurationError(f"Provider {self.name!r} has no {key}.")
+        return t.cast(str, url)
+
+    def jwks(self) -> oidc.JWKSCache:
+        from . import oidc
+
+        if self._jwks is None:
+            self._jwks = oidc.JWKSCache(
+                self.endpoint("jwks_uri"), ttl=self.settings.metadata_ttl
+            )
+        return self._jwks
+
+    # -- sessions and the login flow ------------------------------------------------
+
+    @t.overload
+    def new_session(
+        self, token: Token | None = None, *, session_class: type[S], **kwargs: t.Any
+    ) -> S: ...
+
+    @t.overload
+    def new_session(
+        self, token: Token | None = None, **kwargs: t.Any
+    ) -> PooledOAuth2Session: ...
+
+    def new_session(
+        self,
+        token: Token | None = None,
+        *,
+        session_class: type[PooledOAuth2Session] = PooledOAuth2Session,
+        **kwargs: t.Any,
+    ) -> PooledOAuth2Session:
+        """A session of this provider: its connection pool, timeout and headers.
+        Protocol steps (the code exchange, the callback's profile request) use a
+        plain one; API calls a :class:`~.oauth_session.ProviderSession`."""
+        session = session_class(
+            self.client_id,
+            token=token,
+            adapter=self.adapter,
+            timeout=self.settings.timeout,
+            environment=self.environment,
+            **kwargs,
+        )
+        if self.headers:
+            session.headers.update(self.headers)
+        return session
+
+    def authorization_url(self, pending: PendingLogin, redirect_uri: str) -> str:
+        """The URL that sends the user to the provider for ``pending``."""
+        self.check_transport(redirect_uri)
+        params: dict[str, t.Any] = dict(self.authorize_params)
+        if pending.code_verifier is not None:
+            params["code_challenge"] = code_challenge(pending.code_verifier)
+            params["code_challenge_method"] = "S256"
+        if pending.nonce is not None:
+            params["nonce"] = pending.nonce
+        session = self.new_session(
+            redirect_uri=redirect_uri,
+            scope=self.scope_separator.join(self.scope) or None,
+        )
+        url, _ = session.authorization_url(
+            self.endpoint("authorize_url"), state=pending.state, **params
+        )
+        return t.cast(str, url)
+
+    def client_auth(self) -> dict[str, t.Any]:
+        """The keyword arguments that authenticate this client at the token
+        endpoint (RFC 6749 §2.3.1)."""
+        if self.auth_method == "client_secret_post":
+            return {
+                "include_client_id": True,
+                "client_secret": self.client_secret,
+            }
+        return {
+            "auth": HTTPBasicAuth(
+                quote(self.client_id or "", safe=""),
+                quote(self.client_secret or "", safe=""),
+            )
+        }
+
+    def fetch_token(self, code: str, pending: PendingLogin, redirect_uri: str) -> Token:
+        """Exchange the authorization ``code`` for a token."""
+        session = self.new_session(redirect_uri=redirect_uri)
+        # Read the answer with a cap, before requests-oauthlib reads (and logs) it.
+        session.hooks["response"].append(body_cap(MAX_TOKEN_RESPONSE_BYTES))
+        session.register_compliance_hook("access_token_response", check_token_response)
+        kwargs: dict[str, t.Any] = self.client_auth()
+        if pending.code_verifier is not None:
+            kwargs["code_verifier"] = pending.code_verifier
+        try:
+            token = session.fetch_token(
+                self.endpoint("token_url"),
+                code=code,
+                headers={"Accept": "application/json"},
+                **kwargs,
+            )
+        except requests.RequestException as e:
+            raise translate_http_error(e) from None
+        except OAuth2Error as e:
+            if e.error in ("invalid_grant", "invalid_request"):
+                # The code was forged, replayed or expired, or the verifier is wrong.
+                raise CallbackError(
+                    "invalid_grant",
+                    f"The provider refused the authorization code: {e.error}",
+                ) from None
+            raise ProviderError(
+                f"The token endpoint refused the request: {e.error}. Check the "
+                "client id and secret."
+            ) from None
+        except ValueError:
+            raise ProviderError("The token endpoint sent an invalid answer.") from None
+        return Token(token)
+
+    def refresh_auth(self) -> dict[str, t.Any]:
+        """:meth:`client_auth` for requests-oauthlib's ``refresh_token()``, which
+        puts extra keywords in the body."""
+        auth = self.client_auth()
+        if "include_client_id" in auth:
+            return {"client_id": self.client_id, "client_secret": self.client_secret}
+        return auth
+
+    def identify(
+        self, token: Token, nonce: str | None
+    ) -> tuple[Identity, dict[str, t.Any]]:
+        """Verify who logged in: the ID token (OpenID Connect) and the userinfo
+        response, or the preset's profile mapping (plain OAuth 2).
+
+        :return: the identity and the claims given to ``on_login``.
+        """
+        endpoints = self.endpoints()
+        id_claims: dict[str, t.Any] | None = None
+        if self.is_oidc:
+            id_token = token.get("id_token")
+            if not isinstance(id_token, str):
+                raise ProviderError(
+                    "The provider sent no ID token for an openid login."
+                )
+            id_claims = self.validate_id_token(
+                id_token, nonce=nonce, access_token=token.get("access_token")
+            )
+        userinfo = self.fetch_profile(self.new_session(token=token))
+        if id_claims is not None:
+            from . import oidc
+
+            if userinfo is not None:
+                oidc.check_userinfo(id_claims, userinfo)
+            claims = oidc.merge_claims(id_claims, userinfo)
+            return Identity(str(claims["iss"]), str(claims["sub"])), claims
+        if not userinfo or not userinfo.get("sub"):
+            raise ProviderError(
+                "The provider's profile has no user id; configure openid scope, a "
+                "userinfo_url or a profile mapping."
+            )
+        issuer = endpoints.get("issuer") or _origin(self.endpoint("authorize_url"))
+        claims = {**userinfo, "iss": issuer, "sub": str(userinfo["sub"])}
+        return Identity(issuer, claims["sub"]), claims
+
+    def revoke(self, token: Token) -> bool:
+        """Send RFC 7009 revocation requests for ``token``'s refresh and access
+        tokens. Failures are logged, never raised: revocation is best effort."""
+        url = self.endpoints().get("revocation_url")
+        if not url:
+            return False
+        auth = self.client_auth()
+        data: dict[str, t.Any] = {}
+        if "include_client_id" in auth:
+            data = {"client_id": self.client_id, "client_secret": self.client_secret}
+            auth = {}
+        confirmed = True
+        for hint in ("refresh_token", "access_token"):
+            value = token.get(hint)
+            if not value:
+                continue
+            try:
+                response = self.http.post(
+                    url,
+                    data={"token": value, "token_type_hint": hint, **data},
+                    timeout=self.settings.timeout,
+                    # The body is never read: a hostile answer can't be large.
+                    stream=True,
+                    **auth,
+                )
+                response.close()
+            except requests.RequestException as e:
+                log.warning("Revoking the %s %s failed: %s", self.name, hint, type(e))
+                confirmed = False
+                continue
+            if response.status_code != 200:
+                log.warning(
+                    "The %s revocation endpoint answered HTTP %s for the %s.",
+                    self.name,
+                    response.status_code,
+                    hint,
+                )
+                confirmed = False
+        return confirmed
+
+    def end_session_url(
+        self, token: Token | None, post_logout_redirect_uri: str | None
+    ) -> str | None:
+        """The OpenID RP-initiated logout URL, or ``None`` without an
+        ``end_session_endpoint``."""
+        url = self.endpoints().get("end_session_url")
+        if not url:
+            return None
+        params: dict[str, str] = {"client_id": t.cast(str, self.client_id)}
+        if token and isinstance(token.get("id_token"), str):
+            params["id_token_hint"] = token["id_token"]
+        if post_logout_redirect_uri:
+            params["post_logout_redirect_uri"] = post_logout_redirect_uri
+        separator = "&" if "?" in url else "?"
+        return f"{url}{separator}{urlencode(params)}"
+
+    def fetch_profile(self, session: requests.Session) -> dict[str, t.Any] | None:
+        """The user's claims from the provider, through ``session``: the preset's
+        profile mapping (plain OAuth 2) or the userinfo endpoint (OpenID Connect);
+        ``None`` when the provider has neither."""
+        timeout = self.settings.timeout
+        userinfo_url = self.endpoints().get("userinfo_url")
+        try:
+            with capped(session, MAX_USERINFO_RESPONSE_BYTES):
+                if self.profile is not None:
+                    return self.profile(session, self.api_base_url or "", timeout)
+                if userinfo_url:
+                    from . import oidc
+
+                    return oidc.fetch_json(session, userinfo_url, timeout=timeout)
+        except requests.RequestException as e:
+            if isinstance(e, requests.HTTPError):
+                raise ProviderError(
+                    "The provider refused the profile request."
+                ) from None
+            raise translate_http_error(e) from None
+        except (ValueError, KeyError, TypeError):
+            raise ProviderError("The provider sent an invalid profile.") from None
+        return None
+
+    def validate_id_token(
+        self,
+        id_token: str,
+        *,
+        nonce: str | None,
+        access_token: str | None,
+        nonce_required: bool = True,
+    ) -> dict[str, t.Any]:
+        """Verify an ID token of this provider (OpenID Connect Core §3.1.3.7)."""
+        from . import oidc
+
+        issuer = self.endpoint("issuer")
+        placeholder = self.tenant_placeholder
+        return oidc.validate_id_token(
+            id_token,
+            http=self.http,
+            timeout=self.settings.timeout,
+            issuer=issuer,
+            client_id=t.cast(str, self.client_id),
+            jwks=self.jwks() if self.endpoints().get("jwks_uri") else None,
+            algorithms=self.id_token_algorithms or ["RS256"],
+            client_secret=self.client_secret,
+            nonce=nonce,
+            nonce_required=nonce_required,
+            access_token=access_token,
+            leeway=self.settings.id_token_leeway,
+            issuer_matcher=oidc.tenant_issuer_matcher(issuer, placeholder=placeholder)
+            if placeholder and placeholder in issuer
+            else None,
+        )
+
+    def is_tenant_template(self, issuer: str) -> bool:
+        """Whether ``issuer`` is a multi-tenant template (Microsoft's)."""
+        return bool(self.tenant_placeholder and self.tenant_placeholder in issuer)
+
+    def check_refreshed_id_token(self, current: Token, new: Token) -> None:
+        """OpenID Connect Core §12.2: a refreshed ID token is verified like the first
+        and must name the same issuer, subject and audience.
+
+        :raises ProviderError: the refreshed ID token failed a check; the caller keeps
+            the stored token.
+        """
+        import jwt
+
+        from . import oidc
+
+        original_token = current.get("id_token")
+        # Verified at login; only its claims are compared here.
+        original: dict[str, t.Any] = (
+            jwt.decode(original_token, options={"verify_signature": False})
+            if isinstance(original_token, str)
+            else {}
+        )
+        try:
+            refreshed = self.validate_id_token(
+                new["id_token"],
+                nonce=original.get("nonce"),
+                nonce_required=False,
+                access_token=new.get("access_token"),
+            )
+            if original:
+                oidc.validate_refreshed_id_token(original, refreshed)
+        except InvalidIDToken as e:
+            raise ProviderError(
+                f"The refreshed ID token failed verification: {e.reason}"
+            ) from None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -1,0 +1,120 @@
+"""The schema of a provider's configuration: every ``register`` keyword, its default
+and its meaning, declared once in :class:`ProviderConfig`. ``register()`` checks its
+keywords against it, a preset supplies defaults for the fields it shares with it,
+and the per-app provider reads it.
+"""
+
+from __future__ import annotations
+
+import types
+import typing as t
+from dataclasses import dataclass
+from dataclasses import fields
+
+if t.TYPE_CHECKING:
+    import requests
+
+    from .tokens import Token
+
+#: Maps a plain OAuth 2 provider's profile to OpenID Connect claim names. It is called
+#: with the provider's per-request session (the token is set), the API base URL and
+#: the request timeout, and returns at least ``sub``.
+ProfileMapper = t.Callable[["requests.Session", str, float], dict[str, t.Any]]
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """A registered provider's configuration: the ``register`` keywords merged over
+    its preset's defaults. See :doc:`/providers`.
+
+    .. versionadded:: 0.1
+    """
+
+    client_id: str | None = None
+    client_secret: str | None = None
+    #: The OpenID discovery document (or RFC 8414 metadata) URL.
+    server_metadata_url: str | None = None
+    authorize_url: str | None = None
+    token_url: str | None = None
+    userinfo_url: str | None = None
+    jwks_uri: str | None = None
+    issuer: str | None = None
+    revocation_url: str | None = None
+    end_session_url: str | None = None
+    #: The scopes asked for at login (a list, or one space-separated string).
+    scope: t.Sequence[str] | str | None = None
+    #: What relative API URLs are joined to.
+    api_base_url: str | None = None
+    #: Extra parameters of the authorization request.
+    authorize_params: t.Mapping[str, str] | None = None
+    #: ``"client_secret_basic"`` (the RFC 6749 default) or ``"client_secret_post"``.
+    token_endpoint_auth_method: str = "client_secret_basic"
+    #: How the scope list is joined in the authorization request.
+    scope_separator: str = " "
+    #: Whether PKCE (RFC 7636, S256) is used.
+    pkce: bool = True
+    #: Signing algorithms accepted for ID tokens.
+    id_token_algorithms: t.Sequence[str] = ("RS256",)
+    #: For plain OAuth 2 providers: builds the OpenID Connect claims.
+    profile: ProfileMapper | None = None
+    #: The name shown to users; by default made from the provider's name.
+    title: str | None = None
+    #: ``False``: an expired token raises ``TokenExpiredError`` (see :doc:`/refresh`).
+    auto_refresh: bool = True
+    #: Whether a nonce is sent (LinkedIn's ID tokens leave it out).
+    nonce: bool = True
+    #: The tenant placeholder of a multi-tenant issuer (Microsoft's ``{tenantid}``).
+    tenant_placeholder: str | None = None
+    #: HTTP headers sent with every request to the provider.
+    headers: t.Mapping[str, str] | None = None
+    #: ``...``: refreshed tokens are saved by the storage (the default); a callable:
+    #: also called with each one after it was saved; ``None``: nothing is saved and
+    #: ``TokenUpdated`` is raised with it, as requests-oauthlib does.
+    token_updater: t.Callable[[Token], None] | None | types.EllipsisType = ...
+
+    @classmethod
+    def keywords(cls) -> frozenset[str]:
+        """The names ``register`` accepts."""
+        return frozenset(f.name for f in fields(cls))
+
+
+def merge(
+    defaults: t.Mapping[str, t.Any], keywords: t.Mapping[str, t.Any]
+) -> dict[str, t.Any]:
+    """The ``register`` keywords over a preset's ``defaults`` (see
+    :func:`preset_defaults`) over the schema's.
+
+    :raises TypeError: a keyword is not a field of :class:`ProviderConfig`.
+    """
+    unknown = set(keywords) - ProviderConfig.keywords()
+    if unknown:
+        raise TypeError(
+            f"register() got unknown keywords: {', '.join(sorted(unknown))}."
+        )
+    merged = {f.name: f.default for f in fields(ProviderConfig)}
+    merged.update(defaults)
+    merged.update(keywords)
+    return merged
+
+
+def preset_defaults(preset: t.Any) -> dict[str, t.Any]:
+    """The ``register`` keywords a preset (a dataclass whose fields share names with
+    :class:`ProviderConfig`) supplies: those set, sequences as lists and mappings as
+    dicts, so that each provider gets its own copy."""
+    names = ProviderConfig.keywords()
+    out: dict[str, t.Any] = {}
+    for f in fields(preset):
+        value = getattr(preset, f.name)
+        if f.name not in names or value is None:
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, t.Mapping):
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+def display_title(name: str, title: str | None) -> str:
+    """The name shown to users: ``title``, or ``my_corp`` → ``My Corp``."""
+    return title or name.replace("_", " ").title()

@@ -1,0 +1,123 @@
+"""The extension's per-app state, kept in ``app.extensions["oauthclient"]``, and its
+accessors: :func:`get_state` (the state, or a clear error) and :func:`find_state`
+(the state, or ``None``). Nothing else reads ``app.extensions``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+from dataclasses import field
+
+from flask import current_app
+from flask import Flask
+from flask import has_app_context
+
+from .cipher import cipher_from_config
+from .cipher import TokenCipher
+from .errors import ConfigurationError
+from .settings import CONFIG_DEFAULTS
+from .settings import Settings
+
+if t.TYPE_CHECKING:
+    from .app_provider import AppProvider
+    from .storage.base import BaseStorage
+
+#: The key of the state in ``app.extensions``.
+EXTENSION_KEY = "oauthclient"
+
+
+@dataclass
+class Hooks:
+    """The app's callbacks, set with the extension's decorators. One object is shared
+    by the extension and the state of every app it is set up on, so a decorator
+    used after ``init_app`` still takes effect."""
+
+    #: ``on_login(provider, token, userinfo)``.
+    on_login: t.Callable[..., t.Any] | None = None
+    #: ``has_other_login(user)``.
+    has_other_login: t.Callable[[t.Any], bool] | None = None
+
+
+@dataclass
+class AppState:
+    """What the extension keeps per app."""
+
+    #: The extension instance that set the app up (an :class:`~.OAuth`).
+    owner: object
+    storage: BaseStorage
+    settings: Settings
+    hooks: Hooks
+    #: The app's config, for the per-provider keys (``OAUTHCLIENT_<NAME>_...``).
+    config: t.Mapping[str, t.Any]
+    #: Encrypts tokens at rest; ``None`` without ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS``.
+    cipher: TokenCipher | None = None
+    providers: dict[str, AppProvider] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        owner: object,
+        app: Flask,
+        storage: BaseStorage,
+        hooks: Hooks,
+    ) -> AppState:
+        """Set the config defaults on ``app`` and read its settings."""
+        for key, value in CONFIG_DEFAULTS.items():
+            app.config.setdefault(key, value)
+        settings = Settings.from_config(app.config)
+        return cls(
+            owner=owner,
+            storage=storage,
+            settings=settings,
+            hooks=hooks,
+            config=app.config,
+            cipher=cipher_from_config(settings.token_encryption_keys),
+        )
+
+    def provider(self, name: str) -> AppProvider:
+        """The app's provider called ``name``."""
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise ConfigurationError(
+                f"Provider {name!r} was registered after init_app(); register "
+                "providers before initializing the app."
+            ) from None
+
+
+def get_state(app: Flask | None = None, *, owner: object | None = None) -> AppState:
+    """The extension's state of ``app`` (default: the current app).
+
+    :param owner: the extension instance the caller belongs to; a state set up by
+        another instance is refused.
+    :raises ConfigurationError: the app is not set up with the extension (or with
+        another instance of it).
+    """
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, AppState) or (
+        owner is not None and state.owner is not owner
+    ):
+        raise ConfigurationError(
+            "The current app is not set up with this OAuth instance: call "
+            "oauth.init_app(app) in your app factory."
+        )
+    return state
+
+
+def find_state() -> AppState | None:
+    """The current app's state, or ``None`` outside an app context or on an app
+    without the extension."""
+    if not has_app_context():
+        return None
+    state = current_app.extensions.get(EXTENSION_KEY)
+    return state if isinstance(state, AppState) else None
+
+
+def current_cipher() -> TokenCipher | None:
+    """The current app's token cipher, or ``None`` when it does not encrypt tokens
+    (or there is no app, or the extension is not set up on it)."""
+    state = find_state()
+    return state.cipher if state is not None else None

@@ -1,0 +1,38 @@
+"""What a token is and whose it is: :class:`Token` and :class:`Identity`."""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+
+from .redaction import mask_secrets
+
+
+class Token(dict[str, t.Any]):
+    """A token as the extension hands it out (:attr:`Provider.token
+    <flask_oauthclient.Provider.token>`, the storages, ``on_login``): a plain
+    :class:`dict` of what the provider issued, equal to one and JSON-serializable
+    like one, whose ``repr`` (and ``str``) masks the secret values (access, refresh
+    and ID tokens), so that printing or logging it leaks nothing.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Token({mask_secrets(self)!r})"
+
+    def copy(self) -> Token:
+        return Token(self)
+
+
+@dataclass
+class Identity:
+    """Who a token belongs to at the provider: ``(issuer, subject)``. For OpenID
+    Connect the ID token's ``iss`` and ``sub``; for plain OAuth 2 providers the
+    provider's ``issuer`` if configured, else the origin of its authorization URL
+    (``https://github.com``), and its user id."""
+
+    issuer: str
+    subject: str
