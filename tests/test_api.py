@@ -9,15 +9,15 @@ import typing as t
 
 import pytest
 import requests
-from fakes import CLIENT_ID
-from fakes import CLIENT_SECRET
-from fakes import FakeIdP
-from fakes import ISSUER
-from fakes import response
 from flask import Flask
 from flask import jsonify
 from flask import request
 from flask.testing import FlaskClient
+from helpers.fakes import CLIENT_ID
+from helpers.fakes import CLIENT_SECRET
+from helpers.fakes import FakeIdP
+from helpers.fakes import ISSUER
+from helpers.fakes import response
 from werkzeug.serving import make_server
 
 from flask_oauthclient import OAuth

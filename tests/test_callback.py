@@ -11,13 +11,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from fakes import CLIENT_ID
-from fakes import CLIENT_SECRET
-from fakes import FakeIdP
-from fakes import ISSUER
-from fakes import response
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers.fakes import CLIENT_ID
+from helpers.fakes import CLIENT_SECRET
+from helpers.fakes import FakeIdP
+from helpers.fakes import ISSUER
+from helpers.fakes import response
 
 from flask_oauthclient import OAuth
 from flask_oauthclient.signals import oauth_error

@@ -23,8 +23,8 @@ import requests
 import sqlalchemy as sa
 from conftest import POSTGRES_URL
 from conftest import skip_or_fail
-from live_servers import Gunicorn
-from live_servers import postgres_schema
+from helpers.live_servers import Gunicorn
+from helpers.live_servers import postgres_schema
 
 from example_app import db
 from example_app import OAuthToken

@@ -17,21 +17,21 @@ from contextlib import contextmanager
 import pytest
 import requests
 import sqlalchemy as sa
-from fakes import CLIENT_ID
-from fakes import CLIENT_SECRET
-from fakes import FakeIdP
-from fakes import ISSUER
-from fakes import response
 from flask.testing import FlaskClient
 from flask_login import current_user
-from hardening import BASE_URL
-from hardening import complete
-from hardening import log_in
-from hardening import make_site
-from hardening import plug
-from hardening import Site
-from hardening import start_login
-from hardening import user_of
+from helpers.fakes import CLIENT_ID
+from helpers.fakes import CLIENT_SECRET
+from helpers.fakes import FakeIdP
+from helpers.fakes import ISSUER
+from helpers.fakes import response
+from helpers.hardening import BASE_URL
+from helpers.hardening import complete
+from helpers.hardening import log_in
+from helpers.hardening import make_site
+from helpers.hardening import plug
+from helpers.hardening import Site
+from helpers.hardening import start_login
+from helpers.hardening import user_of
 from requests.adapters import HTTPAdapter
 from test_sqla import Env
 from test_sqla import make_env

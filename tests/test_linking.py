@@ -10,22 +10,22 @@ import typing as t
 import uuid
 
 import pytest
-from fakes import CLIENT_ID
-from fakes import CLIENT_SECRET
-from fakes import FakeIdP
-from fakes import ISSUER
 from flask import render_template_string
 from flask.testing import FlaskClient
 from flask_login import login_user
-from hardening import authorize_params
-from hardening import BASE_URL
-from hardening import complete
-from hardening import csrf
-from hardening import log_in
-from hardening import make_site
-from hardening import plug
-from hardening import Site
-from hardening import user_of
+from helpers.fakes import CLIENT_ID
+from helpers.fakes import CLIENT_SECRET
+from helpers.fakes import FakeIdP
+from helpers.fakes import ISSUER
+from helpers.hardening import authorize_params
+from helpers.hardening import BASE_URL
+from helpers.hardening import complete
+from helpers.hardening import csrf
+from helpers.hardening import log_in
+from helpers.hardening import make_site
+from helpers.hardening import plug
+from helpers.hardening import Site
+from helpers.hardening import user_of
 from test_sqla import add_users
 from test_sqla import created
 from test_sqla import make_env

@@ -26,15 +26,15 @@ import sqlalchemy as sa
 from conftest import POSTGRES_URL
 from conftest import skip_or_fail
 from flask import Flask
-from live_servers import Gunicorn
-from live_servers import log_in
-from live_servers import postgres_schema
-from live_servers import serve_in_thread
-from storm_app import create_app
-from storm_app import db
-from storm_app import digest
-from storm_app import OAuthToken
-from storm_app import User
+from helpers.live_servers import Gunicorn
+from helpers.live_servers import log_in
+from helpers.live_servers import postgres_schema
+from helpers.live_servers import serve_in_thread
+from helpers.storm_app import create_app
+from helpers.storm_app import db
+from helpers.storm_app import digest
+from helpers.storm_app import OAuthToken
+from helpers.storm_app import User
 
 from flask_oauthclient.sqla import SQLAlchemyStorage
 from flask_oauthclient.testing import DevProvider
@@ -331,7 +331,7 @@ def _storm_in_processes(
 ) -> None:
     with local_app(dev, database_url) as app:  # creates the tables first
         server = Gunicorn(
-            "storm_app:create_app()",
+            "helpers.storm_app:create_app()",
             {
                 "STORM_PROVIDER_URL": t.cast(str, dev.issuer),
                 "STORM_DATABASE_URL": database_url,

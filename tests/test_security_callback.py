@@ -11,21 +11,21 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from fakes import CLIENT_ID
-from fakes import CLIENT_SECRET
-from fakes import FakeIdP
-from fakes import ISSUER
-from fakes import response
 from flask import Flask
 from flask.testing import FlaskClient
-from hardening import assert_nothing_happened
-from hardening import BASE_URL
-from hardening import callback
-from hardening import complete
-from hardening import make_site
-from hardening import plug
-from hardening import Site
-from hardening import start_login
+from helpers.fakes import CLIENT_ID
+from helpers.fakes import CLIENT_SECRET
+from helpers.fakes import FakeIdP
+from helpers.fakes import ISSUER
+from helpers.fakes import response
+from helpers.hardening import assert_nothing_happened
+from helpers.hardening import BASE_URL
+from helpers.hardening import callback
+from helpers.hardening import complete
+from helpers.hardening import make_site
+from helpers.hardening import plug
+from helpers.hardening import Site
+from helpers.hardening import start_login
 from hypothesis import given
 from hypothesis import HealthCheck
 from hypothesis import settings

@@ -18,18 +18,18 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fakes import _KEY
-from fakes import CLIENT_ID
-from fakes import CLIENT_SECRET
-from fakes import FakeIdP
-from fakes import ISSUER
-from fakes import response
 from flask.testing import FlaskClient
-from hardening import assert_nothing_happened
-from hardening import BASE_URL
-from hardening import make_site
-from hardening import Site
-from hardening import start_login
+from helpers.fakes import _KEY
+from helpers.fakes import CLIENT_ID
+from helpers.fakes import CLIENT_SECRET
+from helpers.fakes import FakeIdP
+from helpers.fakes import ISSUER
+from helpers.fakes import response
+from helpers.hardening import assert_nothing_happened
+from helpers.hardening import BASE_URL
+from helpers.hardening import make_site
+from helpers.hardening import Site
+from helpers.hardening import start_login
 
 _OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from fakes import response
 from flask import Flask
 from flask import jsonify
 from flask import render_template_string
@@ -25,10 +24,11 @@ from flask_login import current_user
 from flask_login import login_required
 from flask_login import LoginManager
 from flask_login import UserMixin
-from hardening import callback
-from hardening import complete
-from hardening import make_site
-from hardening import start_login
+from helpers.fakes import response
+from helpers.hardening import callback
+from helpers.hardening import complete
+from helpers.hardening import make_site
+from helpers.hardening import start_login
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st

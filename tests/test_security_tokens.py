@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask import jsonify
-from hardening import log_in
-from hardening import make_site
-from hardening import Site
+from helpers.hardening import log_in
+from helpers.hardening import make_site
+from helpers.hardening import Site
 from test_sqla import add_users
 from test_sqla import created
 from test_sqla import Env

@@ -28,7 +28,7 @@ from werkzeug.serving import make_server
 
 from flask_oauthclient.testing import DevProvider
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
 
 #: The access log line: the worker's pid, the request line and the status.

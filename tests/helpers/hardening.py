@@ -9,10 +9,6 @@ from dataclasses import field
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
-from fakes import CLIENT_ID
-from fakes import CLIENT_SECRET
-from fakes import FakeIdP
-from fakes import ISSUER
 from flask import Flask
 from flask import render_template_string
 from flask.testing import FlaskClient
@@ -24,6 +20,10 @@ from flask_login import UserMixin
 from flask_oauthclient import OAuth
 from flask_oauthclient.storage import BaseStorage
 from flask_oauthclient.storage import MemoryStorage
+from helpers.fakes import CLIENT_ID
+from helpers.fakes import CLIENT_SECRET
+from helpers.fakes import FakeIdP
+from helpers.fakes import ISSUER
 
 BASE_URL = "https://app.example"
 
