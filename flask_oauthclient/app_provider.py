@@ -20,6 +20,7 @@ from .errors import CallbackError
 from .errors import ConfigurationError
 from .errors import InsecureTransportError
 from .errors import InvalidIDToken
+from .errors import OAuthClientError
 from .errors import ProviderError
 from .flow import code_challenge
 from .flow import PendingLogin
@@ -47,6 +48,8 @@ log = logging.getLogger("flask_oauthclient")
 S = t.TypeVar("S", bound=PooledOAuth2Session)
 
 _serials = itertools.count()
+
+_OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 
 _ENDPOINT_KEYS = {
     "authorize_url": "authorization_endpoint",
@@ -100,6 +103,7 @@ class AppProvider:
                 "'client_secret_basic' or 'client_secret_post'."
             )
         self.pkce: bool = bool(config.pkce)
+        self.token_type_required: bool = bool(config.token_type_required)
         self.id_token_algorithms: list[str] = list(config.id_token_algorithms or [])
         self.profile: ProfileMapper | None = config.profile
         self.auto_refresh: bool = bool(config.auto_refresh)
@@ -134,6 +138,9 @@ class AppProvider:
         self._expected_issuer: str | None = config.issuer
         self._metadata: oidc.ServerMetadata | None = None
         self._jwks: oidc.JWKSCache | None = None
+        #: The RFC 8414 metadata's revocation endpoint: "" when looked up and absent.
+        self._oauth_revocation_url: str | None = None
+        self._warned_no_revocation = False
         for url in self.explicit.values():
             if url is not self.explicit.get("issuer"):
                 self.check_transport(url)
@@ -252,6 +259,10 @@ class AppProvider:
             params["code_challenge_method"] = "S256"
         if pending.nonce is not None:
             params["nonce"] = pending.nonce
+        if self.is_oidc and "offline_access" in self.scope:
+            # OpenID Connect Core §11: strict providers issue a refresh token for
+            # offline_access only with prompt=consent.
+            params.setdefault("prompt", "consent")
         session = self.new_session(
             redirect_uri=redirect_uri,
             scope=self.scope_separator.join(self.scope) or None,
@@ -307,6 +318,12 @@ class AppProvider:
             ) from None
         except ValueError:
             raise ProviderError("The token endpoint sent an invalid answer.") from None
+        if self.token_type_required and not token.get("token_type"):
+            # RFC 6749 §5.1 and OAuth 2.1 require it; a provider that leaves it out
+            # is refused unless its preset documents the quirk.
+            raise ProviderError(
+                "The token endpoint's answer has no token_type (RFC 6749 §5.1)."
+            )
         return Token(token)
 
     def refresh_auth(self) -> dict[str, t.Any]:
@@ -356,8 +373,19 @@ class AppProvider:
     def revoke(self, token: Token) -> bool:
         """Send RFC 7009 revocation requests for ``token``'s refresh and access
         tokens. Failures are logged, never raised: revocation is best effort."""
-        url = self.endpoints().get("revocation_url")
+        url = (
+            self.endpoints().get("revocation_url") or self._oauth_metadata_revocation()
+        )
         if not url:
+            if not self._warned_no_revocation:
+                self._warned_no_revocation = True
+                log.warning(
+                    "Provider %r has no revocation endpoint (neither configured as "
+                    "revocation_url nor in its discovery or RFC 8414 metadata): "
+                    "logging out deletes its tokens here but cannot revoke them at "
+                    "the provider.",
+                    self.name,
+                )
             return False
         auth = self.client_auth()
         data: dict[str, t.Any] = {}
@@ -392,6 +420,39 @@ class AppProvider:
                 )
                 confirmed = False
         return confirmed
+
+    def _oauth_metadata_revocation(self) -> str | None:
+        """The ``revocation_endpoint`` of the provider's RFC 8414 metadata, for an
+        OpenID provider whose discovery document leaves it out (django-oauth-toolkit
+        lists it only there). Looked up once, on the first logout that needs it;
+        any failure counts as none."""
+        if self._oauth_revocation_url is None:
+            self._oauth_revocation_url = ""
+            issuer = self.endpoints().get("issuer")
+            if self.metadata_url is not None and issuer:
+                from . import oidc
+
+                parts = urlsplit(issuer)
+                for url in (
+                    f"{parts.scheme}://{parts.netloc}{_OAUTH_WELL_KNOWN}{parts.path}",
+                    issuer.rstrip("/") + _OAUTH_WELL_KNOWN,
+                ):
+                    if url == self.metadata_url:
+                        continue
+                    try:
+                        document = oidc.ServerMetadata(
+                            url,
+                            ttl=self.settings.metadata_ttl,
+                            expected_issuer=issuer,
+                        ).get(self.http, timeout=self.settings.timeout)
+                    except OAuthClientError:
+                        continue
+                    found = document.get("revocation_endpoint")
+                    if isinstance(found, str) and found:
+                        self.check_transport(found)
+                        self._oauth_revocation_url = found
+                        break
+        return self._oauth_revocation_url or None
 
     def end_session_url(
         self, token: Token | None, post_logout_redirect_uri: str | None

@@ -43,11 +43,8 @@ def render_error(error: OAuthClientError) -> t.Any:
         and not request.path.startswith(get_state().settings.url_prefix + "/")
     ):
         return redirect(url_for(f"{provider_name}.login", next=_current_path()))
-    log.info("OAuth error %s: %s", type(error).__name__, error)
-    body = {
-        "error": getattr(error, "reason", None) or _snake(type(error).__name__),
-        "error_description": error.description,
-    }
+    _log(error, provider_name)
+    body = {"error": error.code, "error_description": error.description}
     if _wants_json():
         return jsonify(body), error.status_code
     retry = url_for(f"{provider_name}.login") if provider_name else None
@@ -55,7 +52,7 @@ def render_error(error: OAuthClientError) -> t.Any:
         render_template(
             "oauthclient/error.html",
             error=error,
-            title=_TITLES.get(error.status_code, "Login failed"),
+            title=error.title,
             description=error.description,
             retry_url=retry,
         ),
@@ -63,15 +60,24 @@ def render_error(error: OAuthClientError) -> t.Any:
     )
 
 
-_TITLES = {
-    400: "Login failed",
-    401: "Please log in again",
-    403: "Login refused",
-    404: "Unknown login provider",
-    502: "Provider error",
-    503: "Provider unavailable",
-    504: "Provider timeout",
-}
+def _log(error: OAuthClientError, provider: str | None) -> None:
+    """What the user did (cancel, a replayed or forged link) is INFO; the app's
+    side failing (configuration, storage, the provider: every 5xx) is WARNING, with
+    its cause and a hint, so that it shows at the default log level."""
+    where = f" ({provider})" if provider else ""
+    if error.app_side or error.status_code >= 500:
+        cause = error.__cause__ or error.__context__
+        log.warning(
+            "%s%s: %s%s [%s %s]",
+            type(error).__name__,
+            where,
+            error,
+            f" (caused by {type(cause).__name__}: {cause})" if cause else "",
+            request.method,
+            request.path,
+        )
+    else:
+        log.info("OAuth error %s%s: %s", type(error).__name__, where, error)
 
 
 def _provider_of(error: OAuthClientError) -> str | None:
@@ -85,8 +91,3 @@ def _provider_of(error: OAuthClientError) -> str | None:
 def _current_path() -> str:
     path = request.full_path if request.query_string else request.path
     return path
-
-
-def _snake(name: str) -> str:
-    out = "".join("_" + c.lower() if c.isupper() else c for c in name)
-    return out.lstrip("_")

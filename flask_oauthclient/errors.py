@@ -7,6 +7,8 @@ to show to the user (it never contains a token, a secret or unescaped provider t
 
 from __future__ import annotations
 
+import re
+
 
 class OAuthClientError(Exception):
     """Base class of every error raised by Flask-OAuthClient."""
@@ -15,8 +17,24 @@ class OAuthClientError(Exception):
     status_code: int = 500
     #: A short text that is safe to show to the end user.
     description: str = "The login could not be completed."
+    #: The title of the error page.
+    title: str = "Login failed"
     #: The name of the provider the error concerns, when known.
     provider: str | None = None
+    #: Whether the app's side failed (its configuration, its storage, a provider
+    #: it depends on) rather than the user's input: logged at WARNING or ERROR
+    #: with its cause, where what a user did (cancel, a replayed link) is INFO.
+    app_side: bool = False
+
+    @property
+    def code(self) -> str:
+        """The stable snake_case name of the error in JSON answers (``"error"``):
+        the class name, ``CSRFError`` → ``csrf_error``, unless the error carries a
+        more precise ``reason``."""
+        reason = getattr(self, "reason", None)
+        if isinstance(reason, str) and reason:
+            return reason
+        return _snake(type(self).__name__)
 
     def __init__(self, message: str | None = None, *, description: str | None = None):
         super().__init__(message or self.description)
@@ -28,6 +46,8 @@ class ConfigurationError(OAuthClientError, RuntimeError):
     """The extension or a provider is configured wrongly. The message says how to fix
     it; these are raised at start-up or on first use, never because of user input."""
 
+    title = "Configuration error"
+    app_side = True
     description = "The login provider is not configured correctly."
 
 
@@ -40,6 +60,7 @@ class UnknownProviderError(OAuthClientError, AttributeError, KeyError):
     """No provider is registered under that name."""
 
     status_code = 404
+    title = "Unknown login provider"
     description = "Unknown login provider."
 
     def __str__(self) -> str:
@@ -71,6 +92,7 @@ class AuthorizationDenied(CallbackError):
     declined). :attr:`error` holds the OAuth error code."""
 
     status_code = 403
+    title = "Login refused"
     description = "The login was cancelled or refused by the provider."
 
     def __init__(self, error: str, error_description: str | None = None):
@@ -92,6 +114,7 @@ class LoginRefused(OAuthClientError):
     """The app's ``on_login`` handler returned ``None``: the user is not logged in."""
 
     status_code = 403
+    title = "Login refused"
     description = "This account may not log in to this site."
 
 
@@ -99,6 +122,8 @@ class ProviderError(OAuthClientError):
     """The provider failed: an error status, a malformed answer or no answer at all."""
 
     status_code = 502
+    title = "Provider error"
+    app_side = True
     description = (
         "The login provider returned an invalid answer. Please try again later."
     )
@@ -108,6 +133,7 @@ class ProviderUnavailable(ProviderError):
     """The provider could not be reached (connection refused, DNS, TLS)."""
 
     status_code = 503
+    title = "Provider unavailable"
     description = "The login provider is not reachable. Please try again later."
 
 
@@ -115,6 +141,7 @@ class ProviderTimeout(ProviderError):
     """The provider did not answer within ``OAUTHCLIENT_TIMEOUT``."""
 
     status_code = 504
+    title = "Provider timeout"
     description = "The login provider did not answer in time. Please try again later."
 
 
@@ -122,6 +149,7 @@ class TokenError(OAuthClientError):
     """Base class of errors about the current user's stored token."""
 
     status_code = 401
+    title = "Please log in again"
     description = "You need to log in again."
 
 
@@ -138,6 +166,8 @@ class StorageError(OAuthClientError):
     """The token storage failed (the database is down); nothing was written."""
 
     status_code = 503
+    title = "Service unavailable"
+    app_side = True
     description = "The service is temporarily unavailable. Please try again later."
 
 
@@ -146,6 +176,7 @@ class CSRFError(OAuthClientError):
     token: most likely another site tried to make the browser send it."""
 
     status_code = 400
+    title = "Request not verified"
     description = "The request could not be verified. Please go back and try again."
 
 
@@ -167,6 +198,7 @@ class IdentityInUse(OAuthClientError):
     """
 
     status_code = 409
+    title = "Account already linked"
     description = "This account is already linked to another user."
 
 
@@ -180,6 +212,13 @@ class UnlinkRefused(OAuthClientError):
     """
 
     status_code = 409
+    title = "Cannot unlink"
     description = (
         "This is your only way to log in: link another account before removing it."
     )
+
+
+def _snake(name: str) -> str:
+    """``CSRFError`` → ``csrf_error``, ``InvalidIDToken`` → ``invalid_id_token``."""
+    name = name.replace("OAuth", "Oauth")
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()

@@ -43,6 +43,8 @@ if t.TYPE_CHECKING:
 
 log = logging.getLogger("flask_oauthclient")
 
+#: Longest callback query string accepted: a real one is a few KB at most.
+MAX_QUERY_BYTES = 8192
 #: Longest ``code`` accepted from the provider.
 _MAX_CODE_LENGTH = 2048
 #: What a ``code`` is made of (RFC 6749 appendix A.11: 1*VSCHAR); anything else
@@ -57,6 +59,12 @@ def start(
 ) -> ResponseReturnValue:
     """Begin a login (or, with ``link_user``, the linking of an account to that
     user): remember it in the session and redirect to the provider."""
+    if not current_app.secret_key:
+        raise ConfigurationError(
+            "SECRET_KEY is not set: Flask-OAuthClient keeps each pending login in "
+            "the signed session. Set app.config['SECRET_KEY'] to a long random "
+            "value (e.g. secrets.token_hex()) and keep it secret."
+        )
     settings = state.settings
     ap = state.provider(provider.name)
     next_url = flow.safe_next(
@@ -80,6 +88,10 @@ def complete(state: AppState, provider: Provider) -> ResponseReturnValue:
     then nothing is stored and nobody is logged in."""
     ap = state.provider(provider.name)
     try:
+        if len(request.query_string) > MAX_QUERY_BYTES:
+            raise CallbackError(
+                "query_too_long", "The callback's query string is too long."
+            )
         args = query_args()
         pending = flow.complete(provider.name, args.getlist("state"))
         if pending.link_user is not None and current_user_id() != pending.link_user:

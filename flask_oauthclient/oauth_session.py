@@ -253,6 +253,7 @@ class ProviderSession(PooledOAuth2Session):
                 storage=self.storage,
                 stale=stale,
                 call_provider=call_provider,
+                leeway=ap.settings.refresh_leeway,
                 user=self.user,
             )
         except refresh.GrantRevoked:

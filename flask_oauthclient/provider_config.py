@@ -53,6 +53,10 @@ class ProviderConfig:
     scope_separator: str = " "
     #: Whether PKCE (RFC 7636, S256) is used.
     pkce: bool = True
+    #: Whether a token response without ``token_type`` is refused at login
+    #: (RFC 6749 §5.1 requires it); ``False`` only for a provider known to leave it
+    #: out.
+    token_type_required: bool = True
     #: Signing algorithms accepted for ID tokens.
     id_token_algorithms: t.Sequence[str] = ("RS256",)
     #: For plain OAuth 2 providers: builds the OpenID Connect claims.

@@ -68,12 +68,23 @@ _recent = _RecentRefreshes()
 
 
 def is_expiring(token: t.Mapping[str, t.Any], leeway: float) -> bool:
-    """Whether ``token`` expires within ``leeway`` seconds. A token without
-    ``expires_at`` never looks expired (it is refreshed on a 401 instead)."""
+    """Whether ``token`` expires within the leeway: ``leeway`` seconds, but at most
+    half the token's lifetime (``expires_in``), so that a token of a few seconds is
+    used before it is refreshed. A token without ``expires_at`` never looks expired
+    (it is refreshed on a 401 instead)."""
     expires_at = token.get("expires_at")
-    if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
+    if not _is_number(expires_at):
         return False
+    lifetime = token.get("expires_in")
+    if isinstance(lifetime, str) and lifetime.isdigit():
+        lifetime = int(lifetime)
+    if _is_number(lifetime) and lifetime > 0:
+        leeway = min(leeway, float(lifetime) / 2)
     return float(expires_at) - leeway <= time.time()
+
+
+def _is_number(value: t.Any) -> t.TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _digest(value: str) -> str:
@@ -97,12 +108,15 @@ def single_flight(
     storage: BaseStorage,
     stale: Token,
     call_provider: t.Callable[[Token], Token],
+    leeway: float,
     user: t.Any = CURRENT_USER,
 ) -> tuple[Token, bool]:
     """Refresh ``stale`` once, whoever else is trying at the same time.
 
     :param scope: identifies the app and provider (keys the in-process lock).
     :param stale: the token the caller found unusable.
+    :param leeway: a token expiring within it (see :func:`is_expiring`) is not
+        adopted from another caller: it is refreshed.
     :param call_provider: sends the refresh request for the given stored token and
         returns the new token, merged with the old one where the answer is silent;
         raises :class:`InvalidGrant` when the provider refuses the refresh token.
@@ -125,11 +139,16 @@ def single_flight(
                 raise ReauthorizationRequired(
                     "The token was removed while it was being refreshed."
                 )
-            if current.get("access_token") != stale.get("access_token"):
+            if current.get("access_token") != stale.get(
+                "access_token"
+            ) and not is_expiring(current, leeway):
                 # Another worker refreshed (or the user logged in again) meanwhile.
                 return current, False
             done = _recent.get(key)
-            if done is not None:
+            if done is not None and not is_expiring(done, leeway):
+                # A request of the same browser refreshed this session's token.
+                # A provider that does not rotate refresh tokens keeps the key the
+                # same across refreshes: an expired result is refreshed again.
                 locked.save(done)
                 return done, False
             try:

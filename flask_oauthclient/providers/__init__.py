@@ -46,6 +46,9 @@ class Preset:
     scope_separator: str = " "
     #: Whether the provider supports PKCE (RFC 7636); S256 is always used when so.
     pkce: bool = True
+    #: Whether the provider's token responses carry ``token_type`` (RFC 6749 §5.1);
+    #: ``False`` for a provider documented to leave it out.
+    token_type_required: bool = True
     #: Signing algorithms accepted for ID tokens.
     id_token_algorithms: tuple[str, ...] = ("RS256",)
     #: Whether the provider puts the OpenID Connect ``nonce`` into the ID token. With
