@@ -72,7 +72,16 @@ SECRET_KEYS = frozenset(
 )
 
 #: The loggers :func:`install` filters, and every logger below them.
-LOGGERS = ("flask_oauthclient", "requests_oauthlib", "oauthlib")
+LOGGERS = (
+    "flask_oauthclient",
+    # Loggers of modules imported on first use, after init_app installed the
+    # filter: named here so that they exist and get it too.
+    "flask_oauthclient.oidc",
+    "flask_oauthclient.transport",
+    "flask_oauthclient.encryption",
+    "requests_oauthlib",
+    "oauthlib",
+)
 
 _KEYS = "|".join(sorted((re.escape(k) for k in SECRET_KEYS), key=len, reverse=True))
 

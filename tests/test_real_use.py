@@ -284,3 +284,17 @@ def test_offline_access_asks_for_consent() -> None:
         == "login consent"
     )
     assert consent_prompt(scope=["openid", "email"]) is None
+
+
+def test_the_loggers_of_lazily_imported_modules_are_redacted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """oidc, transport and encryption are imported on first use, after init_app
+    installed the filter; their loggers are filtered all the same."""
+    make_site()
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+    for name in ("oidc", "transport", "encryption"):
+        with caplog.at_level(logging.WARNING, logger=f"flask_oauthclient.{name}"):
+            logging.getLogger(f"flask_oauthclient.{name}").warning("token %s", jwt)
+        assert jwt not in caplog.text, name
+        caplog.clear()
