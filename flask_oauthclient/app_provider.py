@@ -51,6 +51,15 @@ _serials = itertools.count()
 
 _OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 
+#: The claims whose absence from the ID token makes an ``"auto"`` login read the
+#: userinfo endpoint, per requested scope (OpenID Connect Core §5.4).
+_SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "email": ("email", "email_verified"),
+    "profile": ("name",),
+    "phone": ("phone_number",),
+    "address": ("address",),
+}
+
 _ENDPOINT_KEYS = {
     "authorize_url": "authorization_endpoint",
     "token_url": "token_endpoint",
@@ -104,6 +113,11 @@ class AppProvider:
             )
         self.pkce: bool = bool(config.pkce)
         self.token_type_required: bool = bool(config.token_type_required)
+        if config.userinfo not in ("auto", "always", "never"):
+            raise ConfigurationError(
+                f"Provider {name!r}: userinfo must be 'auto', 'always' or 'never'."
+            )
+        self.userinfo_mode: str = config.userinfo
         self.id_token_algorithms: list[str] = list(config.id_token_algorithms or [])
         self.profile: ProfileMapper | None = config.profile
         self.auto_refresh: bool = bool(config.auto_refresh)
@@ -353,7 +367,9 @@ class AppProvider:
             id_claims = self.validate_id_token(
                 id_token, nonce=nonce, access_token=token.get("access_token")
             )
-        userinfo = self.fetch_profile(self.new_session(token=token))
+        userinfo = None
+        if id_claims is None or self._needs_userinfo(id_claims):
+            userinfo = self.fetch_profile(self.new_session(token=token))
         if id_claims is not None:
             from . import oidc
 
@@ -369,6 +385,18 @@ class AppProvider:
         issuer = endpoints.get("issuer") or _origin(self.endpoint("authorize_url"))
         claims = {**userinfo, "iss": issuer, "sub": str(userinfo["sub"])}
         return Identity(issuer, claims["sub"]), claims
+
+    def _needs_userinfo(self, id_claims: t.Mapping[str, t.Any]) -> bool:
+        """Whether the login reads the userinfo endpoint on top of the verified ID
+        token: always, never, or (``"auto"``) when the ID token lacks a claim the
+        requested scopes stand for (OpenID Connect Core §5.4)."""
+        if self.userinfo_mode != "auto":
+            return self.userinfo_mode == "always"
+        return any(
+            claim not in id_claims
+            for scope in self.scope
+            for claim in _SCOPE_CLAIMS.get(scope, ())
+        )
 
     def revoke(self, token: Token) -> bool:
         """Send RFC 7009 revocation requests for ``token``'s refresh and access

@@ -59,6 +59,11 @@ class ProviderConfig:
     token_type_required: bool = True
     #: Signing algorithms accepted for ID tokens.
     id_token_algorithms: t.Sequence[str] = ("RS256",)
+    #: OpenID Connect: whether a login reads the userinfo endpoint on top of the
+    #: ID token: ``"auto"`` when the ID token lacks a claim of the requested
+    #: scopes (``email`` → ``email``, ``email_verified``; ``profile`` → ``name``;
+    #: ``phone``, ``address``), ``"always"`` or ``"never"``.
+    userinfo: str = "auto"
     #: For plain OAuth 2 providers: builds the OpenID Connect claims.
     profile: ProfileMapper | None = None
     #: The name shown to users; by default made from the provider's name.

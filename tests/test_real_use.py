@@ -298,3 +298,49 @@ def test_the_loggers_of_lazily_imported_modules_are_redacted(
             logging.getLogger(f"flask_oauthclient.{name}").warning("token %s", jwt)
         assert jwt not in caplog.text, name
         caplog.clear()
+
+
+def login_calls(register: dict[str, t.Any], **claims: t.Any) -> tuple[list[str], t.Any]:
+    """Log in with the ID token carrying ``claims``; the provider's calls and what
+    ``on_login`` got."""
+    site = make_site(register=register)
+    site.idp.id_token_claims.update(claims)
+    client = site.client()
+    assert log_in(site, client).status_code == 302
+    return site.idp.calls, site.logins[0][1]
+
+
+def test_userinfo_is_skipped_when_the_id_token_has_the_requested_claims() -> None:
+    # make_site asks for "openid email profile".
+    calls, userinfo = login_calls(
+        {},
+        email="ann@idp.example",
+        email_verified=True,
+        name="Ann",
+    )
+    assert "/userinfo" not in calls
+    assert userinfo["name"] == "Ann" and userinfo["email"] == "ann@idp.example"
+
+
+def test_userinfo_is_read_when_the_id_token_lacks_a_requested_claim() -> None:
+    calls, userinfo = login_calls({}, name="Ann")
+    assert "/userinfo" in calls
+    assert userinfo["email"] == "user-1@idp.example"
+
+
+@pytest.mark.parametrize(("mode", "read"), [("always", True), ("never", False)])
+def test_userinfo_mode_always_or_never(mode: str, read: bool) -> None:
+    calls, _ = login_calls(
+        {"userinfo": mode},
+        email="ann@idp.example",
+        email_verified=True,
+        name="Ann",
+    )
+    assert ("/userinfo" in calls) is read
+
+
+def test_a_wrong_userinfo_mode_is_a_configuration_error() -> None:
+    from flask_oauthclient.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="userinfo"):
+        make_site(register={"userinfo": "sometimes"})
