@@ -70,11 +70,19 @@ class ProviderConfig:
     title: str | None = None
     #: ``False``: an expired token raises ``TokenExpiredError`` (see :doc:`/refresh`).
     auto_refresh: bool = True
-    #: Whether a nonce is sent (LinkedIn's ID tokens leave it out).
+    #: Whether the provider puts the OpenID Connect ``nonce`` into the ID token. With
+    #: False (LinkedIn) no nonce is sent and none is expected; the ID token is still
+    #: checked otherwise.
     nonce: bool = True
-    #: The tenant placeholder of a multi-tenant issuer (Microsoft's ``{tenantid}``).
+    #: For a multi-tenant issuer: the part of the issuer that stands for the tenant
+    #: (Microsoft's ``https://login.microsoftonline.com/{tenantid}/v2.0``). An ID
+    #: token is accepted when its ``iss`` equals the issuer with this placeholder
+    #: replaced by the token's ``tid`` claim (see
+    #: :func:`flask_oauthclient.oidc.tenant_issuer_matcher`). Ignored when the
+    #: configured issuer does not contain the placeholder (a single tenant).
     tenant_placeholder: str | None = None
-    #: HTTP headers sent with every request to the provider.
+    #: HTTP headers sent with every request to the provider: the token requests,
+    #: the profile and the API calls (Reddit refuses the default ``User-Agent``).
     headers: t.Mapping[str, str] | None = None
     #: ``...``: refreshed tokens are saved by the storage (the default); a callable:
     #: also called with each one after it was saved; ``None``: nothing is saved and
