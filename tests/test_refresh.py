@@ -1,9 +1,10 @@
-"""Refresh as real providers make it happen: short-lived access tokens, refresh
-tokens that do not rotate, and two requests of one browser refreshing at once.
-
-These run against the development provider over loopback HTTP, with the settings a
-user would pick (tokens of a few seconds), which tests with one-hour tokens never
-reach."""
+"""Refresh: before expiry and once on a 401, saved and signalled, the three
+requests-oauthlib styles (automatic, manual, ``TokenUpdated``), refreshed ID tokens,
+and the failures (``invalid_grant``, the provider down), against the in-process
+FakeIdP; then refresh as real providers make it happen, against the development
+provider over loopback HTTP with the settings a user would pick: access tokens of a
+few seconds, refresh tokens that do not rotate, two requests of one browser
+refreshing at once. Refresh across processes: tests/test_refresh_storm.py."""
 
 from __future__ import annotations
 
@@ -15,18 +16,277 @@ import pytest
 import requests
 from flask import Flask
 from flask import jsonify
+from flask import request
+from flask.testing import FlaskClient
 from flask_login import current_user
 from flask_login import login_required
 from flask_login import LoginManager
 from flask_login import UserMixin
+from helpers.api_app import CountingStorage
+from helpers.api_app import give_token
+from helpers.api_app import make_app
+from helpers.fakes import FakeIdP
+from helpers.fakes import response
 from werkzeug.serving import make_server
 
 from flask_oauthclient import MemoryStorage
 from flask_oauthclient import OAuth
+from flask_oauthclient import ReauthorizationRequired
 from flask_oauthclient import SessionStorage
+from flask_oauthclient import TokenExpiredError
+from flask_oauthclient import TokenUpdated
+from flask_oauthclient.signals import token_refreshed
+from flask_oauthclient.signals import token_revoked
 from flask_oauthclient.storage import BaseStorage
 from flask_oauthclient.testing import DevProvider
 from flask_oauthclient.testing.pytest_plugin import dev_login
+
+
+@pytest.fixture
+def idp() -> FakeIdP:
+    return FakeIdP()
+
+
+@pytest.fixture
+def storage() -> CountingStorage:
+    return CountingStorage(user=lambda: request.headers.get("X-User"))
+
+
+@pytest.fixture
+def app(idp: FakeIdP, storage: CountingStorage) -> Flask:
+    return make_app(idp, storage)[0]
+
+
+def test_expired_token_is_refreshed_saved_and_signalled(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    seen: list[dict[str, t.Any]] = []
+    with token_refreshed.connected_to(lambda sender, **kw: seen.append(kw["token"])):
+        r = client.get("/me", headers={"X-User": "alice"})
+    new = storage.get("corp", user="alice")
+    assert new is not None and new["access_token"] != old["access_token"]
+    assert new["refresh_token"] != old["refresh_token"]
+    assert r.json == {"status": 200, "token": new["access_token"]}
+    assert idp.refresh_count == 1
+    assert [tok["access_token"] for tok in seen] == [new["access_token"]]
+
+
+def test_token_expiring_within_the_leeway_is_refreshed(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    give_token(idp, storage, "alice", expires_at=time.time() + 10)
+    client.get("/me", headers={"X-User": "alice"})
+    assert idp.refresh_count == 1
+
+
+def test_token_without_expiry_keeps_working(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    token = give_token(idp, storage, "alice", expires_in=None, expires_at=None)
+    r = client.get("/me", headers={"X-User": "alice"})
+    assert r.json == {"status": 200, "token": token["access_token"]}
+    assert idp.refresh_count == 0
+
+
+def test_refresh_without_new_refresh_token_keeps_the_old_one(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    idp.rotate = False
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    client.get("/me", headers={"X-User": "alice"})
+    new = storage.get("corp", user="alice")
+    assert new is not None and new["refresh_token"] == old["refresh_token"]
+    assert new["access_token"] != old["access_token"]
+
+
+def test_401_with_a_valid_looking_token_refreshes_once_and_retries(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    old = give_token(idp, storage, "alice")
+    calls: list[str] = []
+
+    def api(request: requests.PreparedRequest) -> requests.Response:
+        token = (request.headers.get("Authorization") or "")[len("Bearer ") :]
+        calls.append(token)
+        if token == old["access_token"]:
+            return response(401, {"error": "invalid_token"})
+        return response(200, {"token": token})
+
+    idp.api_handler = api
+    r = client.get("/me", headers={"X-User": "alice"})
+    assert r.json is not None and r.json["status"] == 200
+    assert idp.refresh_count == 1
+    assert len(calls) == 2
+
+
+def test_a_second_401_is_returned_not_looped(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    give_token(idp, storage, "alice")
+    idp.api_handler = lambda request: response(401, {"error": "invalid_token"})
+    r = client.get("/me", headers={"X-User": "alice"})
+    assert r.json is not None and r.json["status"] == 401
+    assert idp.refresh_count == 1
+
+
+def test_invalid_grant_removes_the_token_and_sends_the_user_to_login(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    idp.live_refresh_tokens.clear()
+    reasons: list[str] = []
+    with token_revoked.connected_to(lambda sender, **kw: reasons.append(kw["reason"])):
+        r = client.get("/me", headers={"X-User": "alice"})
+    assert r.status_code == 302
+    assert r.headers["Location"].startswith("/login/corp?next=")
+    assert storage.get("corp", user="alice") is None
+    assert reasons == ["invalid_grant"]
+    # No loop: the next request has no token and goes to login without a refresh.
+    r = client.get("/me", headers={"X-User": "alice", "Accept": "application/json"})
+    assert r.status_code == 401
+    assert idp.refresh_count == 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (requests.ConnectionError("down"), 503),
+        (requests.ReadTimeout("slow"), 504),
+        (None, 502),
+    ],
+)
+def test_provider_failing_during_refresh_leaves_the_token(
+    client: FlaskClient,
+    idp: FakeIdP,
+    storage: CountingStorage,
+    failure: Exception | None,
+    status: int,
+) -> None:
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+
+    def broken(request: requests.PreparedRequest) -> requests.Response:
+        if failure is not None:
+            raise failure
+        return response(500, raw=b"<html>down</html>", content_type="text/html")
+
+    idp.token_handler = broken
+    r = client.get("/me", headers={"X-User": "alice", "Accept": "application/json"})
+    assert r.status_code == status
+    assert storage.get("corp", user="alice") == old
+
+
+def test_concurrent_refresh_storm_in_threads_refreshes_once(
+    app: Flask, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    idp.refresh_delay = 0.05
+    results: list[t.Any] = []
+    barrier = threading.Barrier(16)
+
+    def call() -> None:
+        client = app.test_client()
+        barrier.wait()
+        results.append(client.get("/me", headers={"X-User": "alice"}).json)
+
+    threads = [threading.Thread(target=call) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = storage.get("corp", user="alice")
+    assert idp.refresh_count == 1
+    assert stored is not None
+    assert [r["status"] for r in results] == [200] * 16
+    assert {r["token"] for r in results} == {stored["access_token"]}
+
+
+def test_manual_refresh_style(idp: FakeIdP, storage: CountingStorage) -> None:
+    app, oauth = make_app(idp, storage, auto_refresh=False)
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    with app.test_request_context(headers={"X-User": "alice"}):
+        with pytest.raises(TokenExpiredError):
+            oauth.corp.get("me")
+        new = oauth.corp.refresh_token()
+        assert new["access_token"] != old["access_token"]
+        assert oauth.corp.get("me").json() == {"token": new["access_token"]}
+    assert storage.get("corp", user="alice") == new
+
+
+def test_refreshed_id_token_for_another_subject_is_refused(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    idp.id_token_claims = {"sub": "someone-else"}
+    r = client.get("/me", headers={"X-User": "alice", "Accept": "application/json"})
+    assert r.status_code == 502
+    assert storage.get("corp", user="alice") == old
+
+
+def test_refreshed_id_token_is_verified_and_kept(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    assert client.get("/me", headers={"X-User": "alice"}).status_code == 200
+    new = storage.get("corp", user="alice")
+    assert new is not None and new["id_token"] != old["id_token"]
+
+
+def test_token_updated_style_refreshes_without_saving(
+    idp: FakeIdP, storage: CountingStorage
+) -> None:
+    app, oauth = make_app(idp, storage, token_updater=None)
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    with app.test_request_context(headers={"X-User": "alice"}):
+        with pytest.raises(TokenUpdated) as info:
+            oauth.corp.get("me")
+        new = info.value.token
+        assert new["access_token"] != old["access_token"]
+        # The caller saves it, as with requests-oauthlib; nothing was stored.
+        assert storage.get("corp", user="alice") == old
+        oauth.corp.token = new
+    assert storage.get("corp", user="alice") == new
+
+
+def test_token_updater_callable_is_called_after_saving(
+    idp: FakeIdP, storage: CountingStorage
+) -> None:
+    seen: list[t.Any] = []
+
+    def updater(token: dict[str, t.Any]) -> None:
+        seen.append((token["access_token"], storage.get("corp", user="alice")))
+
+    app, oauth = make_app(idp, storage, token_updater=updater)
+    give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    with app.test_request_context(headers={"X-User": "alice"}):
+        assert oauth.corp.get("me").status_code == 200
+    saved = storage.get("corp", user="alice")
+    assert saved is not None
+    assert seen == [(saved["access_token"], saved)]
+
+
+def test_other_refresh_errors_are_a_provider_error_and_keep_the_token(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    idp.token_handler = lambda request: response(401, {"error": "invalid_client"})
+    r = client.get("/me", headers={"X-User": "alice", "Accept": "application/json"})
+    assert r.status_code == 502
+    assert storage.get("corp", user="alice") == old
+
+
+def test_token_updated_style_with_a_revoked_refresh_token(
+    idp: FakeIdP, storage: CountingStorage
+) -> None:
+    app, oauth = make_app(idp, storage, token_updater=None)
+    give_token(idp, storage, "alice", expires_at=time.time() - 5)
+    idp.live_refresh_tokens.clear()
+    with app.test_request_context(headers={"X-User": "alice"}):
+        with pytest.raises(ReauthorizationRequired):
+            oauth.corp.get("me")
+
+
+# -- against the development provider, as real providers refresh ---------------
 
 
 class Account(UserMixin):
@@ -35,7 +295,7 @@ class Account(UserMixin):
 
 
 @pytest.fixture(scope="module")
-def short() -> t.Iterator[DevProvider]:
+def short_provider() -> t.Iterator[DevProvider]:
     """A provider of one-second access tokens, as a user would configure one to
     see refresh happen, with rotation and reuse detection (oidc-provider's)."""
     provider = DevProvider(access_token_ttl=1, revoke_grant_on_reuse=True)
@@ -43,16 +303,16 @@ def short() -> t.Iterator[DevProvider]:
         yield provider
 
 
-@pytest.fixture(autouse=True)
-def reset(short: DevProvider) -> t.Iterator[None]:
-    short.reset_stats()
-    yield
-    short.access_token_ttl = 1
-    short.rotate_refresh_tokens = True
-    short.token_delay = 0.0
+@pytest.fixture
+def short(short_provider: DevProvider) -> t.Iterator[DevProvider]:
+    short_provider.reset_stats()
+    yield short_provider
+    short_provider.access_token_ttl = 1
+    short_provider.rotate_refresh_tokens = True
+    short_provider.token_delay = 0.0
 
 
-def make_app(dev: DevProvider, storage: BaseStorage | None = None) -> Flask:
+def make_dev_app(dev: DevProvider, storage: BaseStorage | None = None) -> Flask:
     accounts: dict[str, Account] = {}
     oauth = OAuth()
     oauth.register(
@@ -91,7 +351,7 @@ def test_short_lived_tokens_log_in_and_refresh_when_they_expire(
     short: DevProvider, ttl: int
 ) -> None:
     short.access_token_ttl = ttl
-    client = make_app(short).test_client()
+    client = make_dev_app(short).test_client()
     r = dev_login(client, short, "dev", "alice", next="/api")
     assert r.status_code == 302 and r.headers["Location"] == "/api"
     assert short.stats.snapshot().get("token_refresh_token", 0) == 0
@@ -112,7 +372,7 @@ def test_refresh_tokens_that_do_not_rotate_refresh_at_every_expiry(
     short: DevProvider,
 ) -> None:
     short.rotate_refresh_tokens = False
-    client = make_app(short).test_client()
+    client = make_dev_app(short).test_client()
     dev_login(client, short, "dev", "alice")
     seen = set()
     for expected in (1, 2, 3):
@@ -132,7 +392,7 @@ def test_two_requests_of_one_browser_refresh_a_session_token_once(
     rotated refresh token, which the provider answers by revoking the grant."""
     short.access_token_ttl = 1
     short.token_delay = 0.3
-    app = make_app(short, SessionStorage())
+    app = make_dev_app(short, SessionStorage())
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,4 +1,4 @@
-"""Attacks on the callback, beyond tests/test_callback.py: hostile provider text,
+"""Attacks on the callback, beside tests/test_callback.py: hostile provider text,
 oversized, repeated and malformed parameters, tampered pending logins, mix-up, and
 arbitrary query strings thrown at it. Every one gets a clear 4xx, nobody is logged
 in, no token is stored, and nothing the attacker sent is echoed unescaped."""
