@@ -4,6 +4,10 @@ Run it with ``./scripts/run-example`` (or ``python -m example_app`` in the proje
 virtual environment). With no credentials it uses the development provider that ships
 with Flask-OAuthClient; set ``GOOGLE_CLIENT_ID``/``GOOGLE_CLIENT_SECRET`` or
 ``GITHUB_CLIENT_ID``/``GITHUB_CLIENT_SECRET`` to add those providers.
+
+``flask --app example_app users sync`` reads every user's profile again from the
+provider, with that user's token; ``POST /webhooks/<provider>`` does it for one user
+(set ``WEBHOOK_SECRET``). See :mod:`example_app.sync`.
 """
 
 from __future__ import annotations
@@ -135,6 +139,8 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
         == "1",
         # The provider's cookies live on the same host (127.0.0.1): keep ours apart.
         SESSION_COOKIE_NAME="example_session",
+        # The shared secret of POST /webhooks/<provider>; without it, refused.
+        WEBHOOK_SECRET=os.environ.get("WEBHOOK_SECRET"),
     )
     # FLASK_* environment variables, e.g. FLASK_OAUTHCLIENT_REFRESH_LEEWAY=1.
     app.config.from_prefixed_env()
@@ -155,6 +161,12 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
         storage=SQLAlchemyStorage(OAuthToken, db.session, user=lambda: current_user),
     )
     app.register_blueprint(site)
+    # Acting for users who are not logged in: `flask users sync` and a webhook.
+    from .sync import users_cli
+    from .sync import webhooks
+
+    app.cli.add_command(users_cli)
+    app.register_blueprint(webhooks)
     with app.app_context():
         db.create_all()
     return app

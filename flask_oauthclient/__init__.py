@@ -7,6 +7,8 @@ from oauthlib.oauth2 import TokenExpiredError
 from requests_oauthlib.oauth2_session import TokenUpdated
 
 from . import signals
+from .app_token import AppClient
+from .client import UserClient
 from .errors import AuthorizationDenied
 from .errors import CallbackError
 from .errors import ConfigurationError
@@ -34,6 +36,7 @@ from .storage import SessionStorage
 from .storage import Token
 
 __all__ = [
+    "AppClient",
     "AuthorizationDenied",
     "BaseStorage",
     "CallbackError",
@@ -60,6 +63,7 @@ __all__ = [
     "TokenUpdated",
     "UnknownProviderError",
     "UnlinkRefused",
+    "UserClient",
     "UserRequired",
     "signals",
 ]

@@ -37,6 +37,7 @@ def render_error(error: OAuthClientError) -> t.Any:
     provider_name = _provider_of(error)
     if (
         isinstance(error, TokenError)
+        and error.user is None
         and provider_name
         and request.method == "GET"
         and not _wants_json()

@@ -34,7 +34,9 @@ class OAuthClientError(Exception):
         reason = getattr(self, "reason", None)
         if isinstance(reason, str) and reason:
             return reason
-        return _snake(type(self).__name__)
+        # A private subclass (refresh.GrantRevoked) answers as its public parent.
+        public = next(c for c in type(self).__mro__ if c.__module__ == __name__)
+        return _snake(public.__name__)
 
     def __init__(self, message: str | None = None, *, description: str | None = None):
         super().__init__(message or self.description)
@@ -150,6 +152,11 @@ class TokenError(OAuthClientError):
 
     status_code = 401
     title = "Please log in again"
+    #: Whose token, when it is not the current user's (a
+    #: :meth:`~flask_oauthclient.Provider.for_user` call in a view): the error page
+    #: then answers 401 rather than sending the browser to log in, which would store
+    #: the browser's token, not that user's.
+    user: str | None = None
     description = "You need to log in again."
 
 

@@ -1,10 +1,13 @@
-"""The per-request ``OAuth2Session`` of a provider and user, and where a request
-keeps it: on ``g``, tied to the request object.
+"""The ``OAuth2Session`` of a provider and user, and where a request keeps it: on
+``g``, tied to the request object, keyed by the provider and the storage's key of
+the user (:meth:`~flask_oauthclient.storage.BaseStorage.user_key`).
 
 A session is built at most once per request, provider and user, and is never shared
-between requests, so one user's token cannot reach another user's request. It holds
-the only copy of the token in the request: read from the storage once, replaced by
-a refresh. Its connections come from the provider's shared pool (see :mod:`.transport`).
+between requests or users, so one user's token cannot reach another user's call.
+Outside a request (a job, a CLI command) the client that asked for it keeps it
+(:mod:`.client`). It holds the only copy of the token where it is kept: read from
+the storage once, replaced by a refresh. Its connections come from the provider's
+shared pool (see :mod:`.transport`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import typing as t
 
 import requests
 from flask import g
-from flask import has_app_context
 from flask import has_request_context
 from flask import request
 from oauthlib.oauth2 import OAuth2Error
@@ -62,21 +64,19 @@ class Entry:
 
 
 def request_entry(key: t.Hashable) -> Entry:
-    """This request's :class:`Entry` for ``key`` (a provider and a user).
+    """This request's :class:`Entry` for ``key``: a provider and the storage's key of
+    a user.
 
     ``g`` belongs to the app context, which a test harness (pytest-flask) may keep
-    across several requests, and a job may run many users' calls in one: entries are
-    tied to the request object too (``None`` outside a request), so that a test
-    switching users never reuses the previous request's token.
+    across several requests: entries are tied to the request object too, so that a
+    test switching users never reuses the previous request's token.
 
-    :raises RuntimeError: outside an app context.
+    :raises RuntimeError: outside a request (a job or a command keeps its
+        entries in its client instead).
     """
     entries = _entries(create=True)
     if entries is None:
-        raise RuntimeError(
-            "Working outside of application context: API calls need an app context "
-            "(and a request context to know the current user)."
-        )
+        raise RuntimeError("request_entry() needs a request context.")
     found = entries.get(key)
     if found is None:
         found = entries[key] = Entry()
@@ -93,9 +93,9 @@ def forget(provider: str) -> None:
 
 
 def _entries(create: bool) -> dict[t.Any, Entry] | None:
-    if not has_app_context():
+    if not has_request_context():
         return None
-    owner = request._get_current_object() if has_request_context() else None  # type: ignore[attr-defined]
+    owner = request._get_current_object()  # type: ignore[attr-defined]
     held: tuple[t.Any, dict[t.Any, Entry]] | None = g.get("_oauthclient_requests")
     if held is None or held[0] is not owner:
         if not create:
@@ -133,7 +133,7 @@ def _saved_already(token: Token) -> None:
 
 
 class ProviderSession(PooledOAuth2Session):
-    """The session of one request, provider and user: the user's token, refreshed
+    """The session of one provider and user: the user's token, refreshed
     by itself before it expires and once on a 401, through the single-flight
     refresh, which saves the new token for that user."""
 

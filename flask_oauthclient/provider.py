@@ -1,37 +1,31 @@
 """The public :class:`Provider`: ``oauth.<name>``. It holds no per-app or
-per-request state: each use looks up the current app's provider
-(:mod:`.app_provider`) and the current request's session (:mod:`.oauth_session`)."""
+per-request state: its calls for the current user go through a
+:class:`~.client.UserClient` bound to ``CURRENT_USER``, the same client that
+:meth:`Provider.for_user` binds to any user; :meth:`Provider.for_app` gives the
+app's own (:mod:`.app_token`)."""
 
 from __future__ import annotations
 
 import typing as t
-from contextlib import contextmanager
-from urllib.parse import urljoin
-from urllib.parse import urlsplit
 
 import requests
+from flask import has_app_context
 from flask import url_for
 
 from . import signals
-from .errors import ConfigurationError
-from .errors import OAuthClientError
-from .errors import TokenMissing
+from .app_token import AppClient
+from .client import UserClient
 from .errors import UnlinkRefused
 from .linking import can_unlink
-from .oauth_session import Entry
 from .oauth_session import forget
-from .oauth_session import new_session
 from .oauth_session import ProviderSession
-from .oauth_session import request_entry
 from .provider_config import display_title
 from .state import get_state
 from .storage.base import CURRENT_USER
 from .tokens import Identity
 from .tokens import Token
-from .transport import translate_http_error
 
 if t.TYPE_CHECKING:
-    from .app_provider import AppProvider
     from .state import AppState
     from .storage.base import BaseStorage
 
@@ -39,7 +33,9 @@ if t.TYPE_CHECKING:
 class Provider:
     """A registered provider, as returned by :meth:`OAuth.register` and reached as
     ``oauth.<name>``. It holds no per-app or per-request state: every method looks up
-    the current app's settings and the current request's session.
+    the current app's settings and the current request's session. Its calls are the
+    current user's; :meth:`for_user` gives the same calls for any user, and
+    :meth:`for_app` with the app's own token.
 
     .. versionadded:: 0.1
     """
@@ -58,10 +54,6 @@ class Provider:
         return get_state(owner=self._owner)
 
     @property
-    def _app_provider(self) -> AppProvider:
-        return self._state.provider(self.name)
-
-    @property
     def title(self) -> str:
         """The name shown to users (``"Google"``)."""
         return display_title(self.name, self.config.get("title"))
@@ -71,71 +63,89 @@ class Provider:
         """The token storage of the current app."""
         return self._state.storage
 
-    def _entry(self) -> Entry:
-        return request_entry((self.name, CURRENT_USER))
+    def _current(self) -> UserClient:
+        """The client of the current user; the storage tells who that is."""
+        return UserClient(self.name, self._owner, CURRENT_USER, sender=self)
+
+    def for_user(self, user: t.Any) -> UserClient:
+        """A client of this provider bound to ``user``: the same calls as
+        ``oauth.<name>`` (:meth:`get`, :meth:`post`, ..., :attr:`token`,
+        :attr:`authorized`, :meth:`refresh_token`, :meth:`userinfo`) with that
+        user's token, in a request (for a user other than the one logged in) or
+        outside one (a job, a CLI command, a thread with an app context).
+
+        .. code-block:: python
+
+            @app.cli.command()
+            def sync():
+                for user in db.session.scalars(select(User)):
+                    try:
+                        events = oauth.google.for_user(user).get("calendar/v3/...")
+                    except TokenError:  # no token, or the user revoked the app
+                        continue
+
+        The same single-flight refresh as views applies (one refresh per user
+        across threads and processes) and the refreshed token is saved for that
+        user. Tokens of two users are never mixed, whatever the loop or thread:
+        see :class:`~flask_oauthclient.UserClient` and :doc:`/jobs`.
+
+        :param user: a user object, or an id, as the storage understands it
+            (:meth:`~flask_oauthclient.storage.BaseStorage.user_key`).
+        :raises ConfigurationError: the app keeps tokens in the session
+            (:class:`~flask_oauthclient.SessionStorage`), which holds only the
+            browser's own token.
+
+        .. versionadded:: 0.1
+        """
+        if user is CURRENT_USER:
+            return self._current()
+        client = UserClient(self.name, self._owner, user, sender=self)
+        if has_app_context():
+            # Fail here rather than at the first call, when the storage can't
+            # serve another user (SessionStorage).
+            self._state.storage.user_key(user)
+        return client
+
+    def for_app(self, scope: str | t.Iterable[str] | None = None) -> AppClient:
+        """A client of this provider with the app's own token, from the client
+        credentials grant (RFC 6749 §4.4): for calls the app makes in its own
+        name, with no user involved.
+
+        .. code-block:: python
+
+            oauth.corp.for_app(scope="reports.read").get("reports/daily")
+
+        The token is fetched on first use, shared by the threads of the process
+        until it is about to expire, and fetched again once on a 401 answer. See
+        :class:`~flask_oauthclient.AppClient`.
+
+        :param scope: the scopes to ask for (a list, or a space-separated
+            string); ``None`` asks for none, which leaves it to the provider.
+
+        .. versionadded:: 0.1
+        """
+        return AppClient(self.name, self._owner, scope)
 
     @property
     def token(self) -> Token | None:
         """The current user's token, read from the storage once per request."""
-        entry = self._entry()
-        if not entry.loaded:
-            entry.load(self.storage.get(self.name))
-        token = entry.token
-        return Token(token) if token is not None else None
+        return self._current().token
 
     @token.setter
     def token(self, value: t.Mapping[str, t.Any] | None) -> None:
         """Store (or with ``None``, delete) the current user's token."""
-        if value is None:
-            self.storage.delete(self.name)
-        else:
-            self.storage.set(self.name, Token(value))
-        forget(self.name)
+        self._current().token = value
 
     @property
     def authorized(self) -> bool:
         """Whether the current user has a token for this provider."""
-        return self.token is not None
+        return self._current().authorized
 
     @property
     def session(self) -> ProviderSession:
         """This request's :class:`~requests_oauthlib.OAuth2Session` with the current
-        user's token; built once per request."""
-        entry = self._entry()
-        if entry.session is None:
-            token = self.token
-            state = self._state
-            entry.session = new_session(
-                state.provider(self.name),
-                token=token,
-                storage=state.storage,
-                sender=self,
-            )
-        return entry.session
-
-    def _authorized_session(self) -> ProviderSession:
-        """:attr:`session`, for a call that needs a token.
-
-        :raises TokenMissing: the current user has no token for this provider.
-        """
-        session = self.session
-        if not session.token:
-            raise TokenMissing(f"No {self.name} token is stored for the current user.")
-        return session
-
-    @contextmanager
-    def _calling(self) -> t.Iterator[None]:
-        """Name this provider in the errors of a call, and translate the failures of
-        ``requests``."""
-        try:
-            yield
-        except requests.RequestException as e:
-            failure = translate_http_error(e)
-            failure.provider = self.name
-            raise failure from None
-        except OAuthClientError as e:
-            e.provider = self.name
-            raise
+        user's token; built once per request (outside a request, once per use)."""
+        return self._current().session
 
     def request(self, method: str, url: str, **kwargs: t.Any) -> requests.Response:
         """Call the provider's API as the current user. A relative ``url`` is joined
@@ -144,12 +154,7 @@ class Provider:
         :raises TokenMissing: the current user has no token for this provider.
         :raises ReauthorizationRequired: the provider refused the refresh token.
         """
-        with self._calling():
-            session = self._authorized_session()
-            base = self._app_provider.api_base_url
-            if base and not urlsplit(url).scheme:
-                url = urljoin(base, url)
-            return session.request(method, url, **kwargs)
+        return self._current().request(method, url, **kwargs)
 
     def get(self, url: str, **kwargs: t.Any) -> requests.Response:
         """``GET`` :meth:`request`."""
@@ -176,8 +181,7 @@ class Provider:
 
         :raises TokenMissing: the current user has no token for this provider.
         """
-        with self._calling():
-            return self._authorized_session().refresh_token()
+        return self._current().refresh_token()
 
     def userinfo(self) -> dict[str, t.Any]:
         """The current user's claims, fresh from the provider, with OpenID Connect
@@ -187,13 +191,7 @@ class Provider:
         :raises TokenMissing: the current user has no token for this provider.
         :raises ProviderError: the provider refused or failed the request.
         """
-        with self._calling():
-            claims = self._app_provider.fetch_profile(self._authorized_session())
-        if claims is None:
-            raise ConfigurationError(
-                f"Provider {self.name!r} has no userinfo endpoint or profile mapping."
-            )
-        return claims
+        return self._current().userinfo()
 
     def find_user(
         self,
@@ -297,11 +295,4 @@ class Provider:
         :return: whether the provider confirmed every revocation; ``False`` when it
             has no revocation endpoint, failed, or could not be reached.
         """
-        token = self.token
-        if token is None:
-            return False
-        confirmed = self._app_provider.revoke(token)
-        self.storage.delete(self.name)
-        forget(self.name)
-        signals.token_revoked.send(self, reason="logout")
-        return confirmed
+        return self._current().revoke_token()

@@ -15,8 +15,11 @@ class MemoryStorage(BaseStorage):
     """Keep tokens in memory, per provider and user.
 
     :param user: a callable that returns the current user's key (for example
-        ``lambda: current_user.get_id()``). Without it, one token per provider is
-        shared by every request, which is what a test of a single user wants.
+        ``lambda: current_user.get_id()``). A user given to a method (``user=``,
+        :meth:`Provider.for_user <flask_oauthclient.Provider.for_user>`) is keyed
+        by its ``get_id()``, or is the key itself (an id). Without ``user``, one
+        token per provider is shared by every request and every user, which is what
+        a test of a single user wants.
     :param tokens: initial tokens, ``{provider: token}`` for the shared user.
 
     .. versionadded:: 0.1

@@ -19,7 +19,9 @@ From a shell: ``python -m flask_oauthclient.testing.devprovider --port 5001``.
 Endpoints, relative to the issuer: ``/.well-known/openid-configuration``,
 ``/authorize``, ``/token``, ``/userinfo``, ``/jwks``, ``/revoke`` (RFC 7009),
 ``/introspect`` (RFC 7662), ``/logout`` (RP-initiated logout) and ``/api/<path>``,
-a protected resource that echoes who called it.
+a protected resource that echoes who called it. Confidential clients may also get
+a token of their own with the client credentials grant (RFC 6749 §4.4); ``/api/``
+then answers with the client ID as ``sub``.
 
 oauthlib's server side never checks for https (only its client side reads
 ``OAUTHLIB_INSECURE_TRANSPORT``), so the provider serves plain http on loopback
@@ -136,12 +138,13 @@ class DevStats(Mapping[str, int]):
     """Thread-safe counters of what the provider did, read like a
     :class:`collections.Counter`: a key never counted reads 0.
 
-    Keys: ``authorize`` (authorization codes issued), ``token_authorization_code``
-    and ``token_refresh_token`` (token requests by grant type, failed ones
-    included), ``invalid_grant`` (token responses with that error), ``userinfo``,
-    ``revocation``, ``introspection``, ``logout``, ``api`` (requests to those
-    endpoints) and ``connections`` (TCP connections accepted by
-    :meth:`DevProvider.serve`'s server; a keep-alive connection counts once).
+    Keys: ``authorize`` (authorization codes issued), ``token_authorization_code``,
+    ``token_refresh_token`` and ``token_client_credentials`` (token requests by
+    grant type, failed ones included), ``invalid_grant`` (token responses with
+    that error), ``userinfo``, ``revocation``, ``introspection``, ``logout``,
+    ``api`` (requests to those endpoints) and ``connections`` (TCP connections
+    accepted by :meth:`DevProvider.serve`'s server; a keep-alive connection counts
+    once).
     """
 
     def __init__(self) -> None:
@@ -414,6 +417,9 @@ class _Validator(RequestValidator):  # type: ignore[misc]
     def validate_grant_type(
         self, client_id: str, grant_type: str, client: Any, req: Any, *a: Any, **k: Any
     ) -> bool:
+        if grant_type == "client_credentials":
+            # RFC 6749 4.4: confidential clients only (authenticate_client ran).
+            return client is not None and client.client_secret is not None
         return grant_type in ("authorization_code", "refresh_token")
 
     def validate_scopes(
@@ -425,11 +431,15 @@ class _Validator(RequestValidator):  # type: ignore[misc]
         *a: Any,
         **k: Any,
     ) -> bool:
+        if req.grant_type == "client_credentials" and not scopes:
+            return True  # the app's token without a scope: the provider's default
         return bool(scopes) and all(isinstance(s, str) and s for s in scopes)
 
     def get_default_scopes(
         self, client_id: str, req: OAuthRequest, *args: Any, **kwargs: Any
     ) -> list[str]:
+        if req.grant_type == "client_credentials":
+            return []
         return ["openid"]
 
     def is_pkce_required(self, client_id: str, req: OAuthRequest) -> bool:
@@ -621,7 +631,9 @@ class _Validator(RequestValidator):  # type: ignore[misc]
         self, token: dict[str, Any], req: OAuthRequest, *args: Any, **kwargs: Any
     ) -> None:
         grant = _state(req).grant
-        if grant is None:  # pragma: no cover - only code and refresh grants run
+        if grant is None and req.grant_type == "client_credentials":
+            grant = self._p._app_grant(req.client_id, tuple(req.scopes or ()))
+        if grant is None:  # pragma: no cover - every grant type sets it
             raise oauth_errors.ServerError(request=req)
         if not self._p.issue_refresh_token and req.refresh_token is None:
             token.pop("refresh_token", None)
@@ -1167,6 +1179,21 @@ class DevProvider:
         if self.revoke_grant_on_reuse:
             record.grant.revoked = True
 
+    def _app_grant(self, client_id: str, scopes: tuple[str, ...]) -> _Grant:
+        """The grant of a client credentials token (RFC 6749 4.4): no user; the
+        client is its own subject (``sub`` is the client ID, as RFC 9068 2.2 has
+        it), so ``/api/`` answers with the client ID as ``sub``."""
+        grant = _Grant(
+            grant_id=secrets.token_urlsafe(12),
+            user=client_id,
+            client_id=client_id,
+            scopes=scopes,
+            auth_time=int(time.time()),
+        )
+        with self._lock:
+            self._grants[grant.grant_id] = grant
+        return grant
+
     def _store_tokens(
         self, token: Mapping[str, Any], grant: _Grant, scopes: tuple[str, ...]
     ) -> None:
@@ -1327,7 +1354,11 @@ class DevProvider:
             "scopes_supported": list(SUPPORTED_SCOPES),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "fragment"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": [
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+            ],
             "code_challenge_methods_supported": ["S256"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": auth_methods,
@@ -1539,7 +1570,7 @@ class DevProvider:
     def _view_token(self) -> Response:
         body = request.get_data(as_text=True)
         grant_type = request.form.get("grant_type")
-        if grant_type in ("authorization_code", "refresh_token"):
+        if grant_type in ("authorization_code", "refresh_token", "client_credentials"):
             self.stats.incr(f"token_{grant_type}")
         if self.token_delay > 0:
             time.sleep(self.token_delay)
