@@ -21,6 +21,7 @@ from flask import has_request_context
 from flask import request
 from oauthlib.oauth2 import OAuth2Error
 from oauthlib.oauth2 import TokenExpiredError
+from requests_oauthlib import OAuth2Session
 from requests_oauthlib.oauth2_session import TokenUpdated
 
 from . import refresh
@@ -128,6 +129,16 @@ def new_session(
     )
 
 
+def _expired_on_arrival() -> ProviderError:
+    """A token refreshed just now is expired already: requests-oauthlib would raise
+    ``TokenExpiredError`` (a 500). The provider's token lifetime, or a clock, is
+    off."""
+    return ProviderError(
+        "The provider issued an access token that had already expired; check its "
+        "token lifetime and the clocks of both servers."
+    )
+
+
 def _saved_already(token: Token) -> None:
     """The session's ``token_updater``: the single-flight refresh saved it."""
 
@@ -137,8 +148,18 @@ class ProviderSession(PooledOAuth2Session):
     by itself before it expires and once on a 401, through the single-flight
     refresh, which saves the new token for that user."""
 
-    # The property inherited from OAuth2Session; declared for the type checker only.
-    token: t.Any
+    @property
+    def token(self) -> t.Any:
+        return OAuth2Session.token.fget(self)
+
+    @token.setter
+    def token(self, value: t.Any) -> None:
+        OAuth2Session.token.fset(self, value)
+        if value and "expires_at" not in value and "expires_in" not in value:
+            # oauthlib's client keeps the previous token's expiry when the new one
+            # has none (expires_in is only RECOMMENDED, RFC 6749 §5.1): a refreshed
+            # token would look expired forever and refresh on every call.
+            self._client._expires_at = None
 
     def __init__(
         self,
@@ -210,8 +231,17 @@ class ProviderSession(PooledOAuth2Session):
                     ) from None
                 raise TokenUpdated(Token(self.token))
             self.refresh_token()
+            if refresh.is_expiring(self.token, 0):
+                raise _expired_on_arrival()
         used = self.token
-        response = super().request(method, url, data=data, headers=headers, **kwargs)
+        try:
+            response = super().request(
+                method, url, data=data, headers=headers, **kwargs
+            )
+        except TokenExpiredError:
+            # Expired between our check and requests-oauthlib's, which refreshed
+            # it again itself and found the new one expired too.
+            raise _expired_on_arrival() from None
         if (
             response.status_code == 401
             and ap.token_updater is not None

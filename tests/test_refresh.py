@@ -176,6 +176,50 @@ def test_provider_failing_during_refresh_leaves_the_token(
     assert storage.get("corp", user="alice") == old
 
 
+def test_a_refreshed_token_that_is_already_expired_is_a_provider_error(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    """A provider whose new tokens are expired on arrival (expires_in 0, or a clock
+    far off): 502 with the cause, never requests-oauthlib's TokenExpiredError as a
+    500, and no refresh loop."""
+    give_token(idp, storage, "alice", expires_at=time.time() - 5)
+
+    def expired_on_arrival(request: requests.PreparedRequest) -> requests.Response:
+        idp.refresh_count += 1
+        body = {**idp.token_response(), "expires_at": time.time() - 60}
+        del body["expires_in"]
+        return response(200, body)
+
+    idp.token_handler = expired_on_arrival
+    r = client.get("/me", headers={"X-User": "alice", "Accept": "application/json"})
+    assert r.status_code == 502
+    assert r.json is not None and r.json["error"] == "provider_error"
+    assert idp.refresh_count == 1
+
+
+def test_a_refreshed_token_without_expiry_is_used_until_a_401(
+    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+) -> None:
+    """expires_in is only RECOMMENDED (RFC 6749 §5.1): a refresh answer without it
+    replaces the expired token's expiry, which must not linger in the session."""
+    give_token(idp, storage, "alice", expires_at=time.time() - 5)
+
+    def without_expiry(request: requests.PreparedRequest) -> requests.Response:
+        idp.refresh_count += 1
+        body = idp.token_response()
+        del body["expires_in"]
+        return response(200, body)
+
+    idp.token_handler = without_expiry
+    for _ in range(2):
+        r = client.get("/me", headers={"X-User": "alice"})
+        assert r.status_code == 200 and r.json is not None
+        assert r.json["status"] == 200
+    assert idp.refresh_count == 1
+    stored = storage.get("corp", user="alice")
+    assert stored is not None and "expires_at" not in stored
+
+
 def test_concurrent_refresh_storm_in_threads_refreshes_once(
     app: Flask, idp: FakeIdP, storage: CountingStorage
 ) -> None:
