@@ -117,36 +117,73 @@ def main(argv: list[str] | None = None) -> int:
         def env_for(app: str, database_url: str) -> dict[str, str]:
             return app_env(app, url, database_url, BENCH_FLOOR_TOKEN=floor_token)
 
+        record_load(data, "start")
         if only & {"protected", "login"}:
-            log("Scenario 1 and 3 servers: gunicorn gthread -w 1 --threads 16, SQLite")
-            servers: dict[str, Server] = {}
+            log(
+                "Scenario 1 and 3 servers: gunicorn gthread -w 1 --threads 16, SQLite;"
+                " per app one for logins and one for API calls only"
+            )
+            login_servers: dict[str, Server] = {}
+            api_servers: dict[str, Server] = {}
             with contextlib.ExitStack() as stack:
                 for app in APPS:
                     env = env_for(app, scenarios.sqlite_url(tmpdir, f"{app}-main"))
                     init_db(app, env)
-                    servers[app] = stack.enter_context(
+                    login_servers[app] = stack.enter_context(
                         Server(app, env, workers=1, threads=16, log_dir=logs)
                     )
-                browsers = {
-                    app: Browser(Connection(s.base_url), Connection(url))
-                    for app, s in servers.items()
-                }
-                for app in TOKEN_APPS:
-                    browsers[app].login()  # a real login through each app
-                if "protected" in only:
-                    log("Scenario 1: protected call")
-                    data["protected"] = scenarios.protected_call(
-                        servers, browsers, dev, plan
+                    # The same database and secret key: the login's cookie works
+                    # there, and its worker never handles a login.
+                    api_servers[app] = stack.enter_context(
+                        Server(app, env, workers=1, threads=16, log_dir=logs)
                     )
-                    data["memory"] = scenarios.memory(servers)
-                    data["memory_note"] = "after scenario 1"
+                browsers: dict[str, Browser] = {}
+                for app, server in login_servers.items():
+                    browser = Browser(Connection(server.base_url), Connection(url))
+                    browser.login()  # a real login through each app
+                    browser.app.close()
+                    browsers[app] = Browser(
+                        Connection(api_servers[app].base_url),
+                        browser.provider,
+                        cookies=dict(browser.cookies),
+                    )
+                if "protected" in only:
+                    log("Scenario 1: protected call (workers that handled no login)")
+                    record_load(data, "protected call")
+                    first = scenarios.first_call(api_servers, browsers)
+                    series = {**api_servers, scenarios.BARE: api_servers["floor"]}
+                    series_browsers = {**browsers, scenarios.BARE: browsers["floor"]}
+                    data["protected"] = scenarios.protected_call(
+                        series, series_browsers, dev, plan
+                    )
+                    data["memory_after_scenario_1"] = scenarios.memory(api_servers)
+                    log(
+                        f"Scenario 1: worker memory after {plan.memory_calls}"
+                        " protected calls"
+                    )
+                    # The first call, then scenario 1's (the floor's worker also
+                    # answered the bare series).
+                    calls = {
+                        app: data["protected"][app]["calls_made"] + 1
+                        for app in api_servers
+                    }
+                    data["memory"] = scenarios.api_worker_memory(
+                        api_servers, browsers, plan, calls, first
+                    )
+                    data["memory_note"] = (
+                        f"API workers (never handled a login) after"
+                        f" {plan.memory_calls} protected calls"
+                    )
                 if "login" in only:
                     log("Scenario 3: login throughput")
+                    record_load(data, "logins")
                     data["logins"] = scenarios.login_throughput(
-                        {a: servers[a] for a in TOKEN_APPS}, url, dev, plan
+                        login_servers, url, dev, plan
                     )
+                    data["memory_after_logins"] = scenarios.memory(login_servers)
 
         if "storm" in only:
+            record_load(data, "storms")
             log(
                 f"Scenario 2: refresh storm, {plan.storm_concurrency} threads,"
                 " 1 worker, SQLite"
@@ -188,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if "import" in only:
             log("Scenario 4: cold import")
+            record_load(data, "imports")
             env = app_env(
                 "floor",
                 "http://127.0.0.1:9",
@@ -197,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             data["imports"] = scenarios.import_time(list(APPS), plan, env)
         data["provider_stats"] = dev.stats.snapshot()
 
+    record_load(data, "end")
     data["duration_s"] = round(time.perf_counter() - started, 1)
     missing = {"protected", "logins", "imports", "memory"} - set(data)
     if missing:
@@ -231,6 +270,14 @@ def _storm_line(result: dict[str, t.Any]) -> str:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def record_load(data: dict[str, t.Any], moment: str) -> None:
+    """Keep (and print) the load average at ``moment``: other work on the machine
+    shows in every figure."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    data.setdefault("load_average", {})[moment] = load
+    log(f"  load average ({moment}): {', '.join(map(str, load))}")
 
 
 if __name__ == "__main__":

@@ -31,9 +31,14 @@ What is measured
 Four apps do the same work and are each served by gunicorn (``gthread`` workers) on
 loopback:
 
-- **Floor**: a module-level :class:`requests.Session` with a fixed bearer header; no
-  OAuth, no database, no login. What an app costs above it is the price of its OAuth
-  client, its token storage and its logged-in user.
+- **Floor**: the same work written by hand, with no OAuth library: the login keeps
+  state, nonce and a PKCE verifier in the session, exchanges the code and verifies
+  the ID token with PyJWT (the provider's key fetched once), finds or creates the
+  user, writes the token row and commits once; the protected view reads the user's
+  access token with one SQL query and calls userinfo on a module-level
+  :class:`requests.Session`. What an app costs above it is the price of its OAuth
+  client and token storage. Its ``bare`` series is the same call without a user or
+  a database (a fixed bearer token), the floor of earlier runs.
 - **Flask-OAuthClient**: ``oauth.register`` with discovery,
   :class:`~flask_oauthclient.sqla.SQLAlchemyStorage`, Flask-Login, as in
   :doc:`quickstart`.
@@ -47,26 +52,32 @@ Each protected request loads the logged-in user, loads that user's token, calls 
 provider's userinfo endpoint and answers its JSON. The provider is the development
 OpenID provider (:mod:`flask_oauthclient.testing.devprovider`) with rotating refresh
 tokens; it counts token calls and new TCP connections.{reuse}
-Users log in for real through each app; the only test-only endpoint marks the
-stored token expired.
+Users log in for real through each app; the only test-only endpoints mark the
+stored token expired and list the worker's modules.
 
 1. **Protected call**: {calls} sequential requests per repeat, {repeats} repeats
-   after a warm-up, apps interleaved; median latency seen by the client, the app
-   worker's CPU time per call, and the new TCP connections the provider accepted.
+   after a warm-up, apps interleaved, each served by a worker that never handled a
+   login (the user logged in through another server of the same app and database,
+   as in a deployment where most workers only answer API calls); median latency
+   seen by the client, the app worker's CPU time per call, and the new TCP
+   connections the provider accepted. Then the same workers answer protected
+   calls ({memory_concurrency} connections at once) until each has answered
+   {memory_calls:,}, and their resident memory and modules are read.
 2. **Refresh storm**: the stored token marked expired (in the app and at the
    provider), then {storm_n} concurrent requests; the token endpoint takes
    {delay_ms:g} ms, like a real provider. Once with threads (1 worker x 16 threads,
    SQLite) and once with processes (4 workers, PostgreSQL). Counted: refresh calls
    the provider saw, failed requests, and whether the stored token still works
-   afterwards. A fresh login before each of {storm_repeats} repeats.
+   afterwards. A fresh login before each of {storm_repeats} repeats. The floor has
+   no refresh and sits this one out.
 3. **Login throughput**: full logins (login view, authorize and the provider's
    sign-in form, callback, code exchange, ID token / profile, user row) per second,
    {login_n} browsers at a time, each a different returning user, for {login_s:g} s,
-   {login_repeats} repeats.
-4. **Import and memory**: cold import in a fresh interpreter (median of
-   {import_repeats}), of the library alone (after Flask, Flask-SQLAlchemy,
-   Flask-Login, requests and SQLAlchemy) and of the whole app module; resident memory
-   of the worker after scenario 1.
+   {login_repeats} repeats; then the resident memory of those workers.
+4. **Import**: cold import in a fresh interpreter (median of {import_repeats}), of
+   the library alone (after Flask, Flask-SQLAlchemy, Flask-Login and requests) and
+   of the whole app module; the memory that library import takes, alone and with
+   the modules a login loads (the ID-token check).
 
 Results
 -------
@@ -90,8 +101,13 @@ Notes on the peers
 
 - Flask-Dance has no OpenID Connect support: its login does not check an ID token,
   and its profile comes from the userinfo endpoint. Flask-OAuthClient checks the ID
-  token (signature, issuer, audience, nonce, expiry) *and* fetches userinfo; Authlib
-  checks the ID token and takes the profile from it, without a userinfo call.
+  token (signature, issuer, audience, nonce, expiry) and reads userinfo only when
+  the ID token lacks a claim of the requested scopes (here it has them all);
+  Authlib and the floor check the ID token and take the profile from it.
+- Checking an ID token needs PyJWT and ``cryptography``: a worker that handled a
+  login holds them (the "after the logins" row), one that only answers API calls
+  need not (the "no login" rows). Flask-Dance never loads them; Authlib imports
+  them with its client.
 - The Flask-Dance app differs from its docs' example in two ways, both in its
   favour: a returning user's row gets the new token, and ``provider_user_id`` is
   nullable. With the docs' ``nullable=False`` every automatic refresh fails, because
@@ -112,16 +128,25 @@ numbers and the environment); ``benchmarks/README.md`` explains the options.
 """
 
 
-def _environment(env: dict[str, t.Any]) -> str:
+def _environment(
+    env: dict[str, t.Any], data_loads: dict[str, list[float]] | None = None
+) -> str:
     pk = env["packages"]
     pg = env.get("postgresql") or "not used"
     load = ", ".join(map(str, env.get("load_average", [])))
+    loads = "; ".join(
+        f"{moment} {', '.join(map(str, value))}"
+        for moment, value in (data_loads or {}).items()
+        if moment != "start"
+    )
     return (
         f"Run {env['date']} (commit ``{env.get('commit') or '?'}``): "
         f"{env['cores']} cores ({env.get('cpu') or 'unknown CPU'}), "
         f"{env['implementation']} {env['python']}, {env['platform']}; "
         f"SQLite {env['sqlite']}, PostgreSQL {pg}; "
-        f"load average at the start {load}; "
+        f"load average (1, 5, 15 minutes) at the start {load}"
+        + (f" (at each scenario: {loads})" if loads else "")
+        + "; "
         + ", ".join(f"{name} {v}" for name, v in pk.items() if v)
         + "."
     )
@@ -146,11 +171,29 @@ def _findings(data: dict[str, t.Any], rows: list[report.Row]) -> str:
         ours = protected["ours"]["median_ms"]
         lines.append(
             f"- The development provider answers userinfo in a few milliseconds, so"
-            f" the {ours - floor:.1f} ms that Flask-OAuthClient adds per protected"
-            f" request (user, token, session) weigh {ours / floor:.2f}x here; with a"
-            f" provider 50 ms away the same overhead would be"
+            f" the {ours - floor:.2f} ms that Flask-OAuthClient adds per protected"
+            f" request over the hand-written floor weigh {ours / floor:.2f}x here;"
+            f" with a provider 50 ms away the same overhead would be"
             f" {(ours + 50) / (floor + 50):.2f}x the floor."
         )
+        bare = protected.get("bare")
+        if bare:
+            lines.append(
+                f"- Against the bare call (no user, no database:"
+                f" {bare['median_ms']:.2f} ms), Flask-OAuthClient's protected call"
+                f" is {ours / bare['median_ms']:.2f}x and the floor's"
+                f" {floor / bare['median_ms']:.2f}x: loading the user and the token"
+                " costs the floor most of that too."
+            )
+    memory = data.get("memory", {})
+    for app in ("ours", "flask_dance", "authlib"):
+        loaded = memory.get(app, {}).get("modules", {}).get("login_only")
+        if loaded:
+            tops = sorted({m.split(".")[0] for m in loaded})
+            lines.append(
+                f"- {report.SHORT[app]}'s API worker holds {len(loaded)} modules that"
+                f" only a login needs ({', '.join(tops)}), loaded at import."
+            )
     for key, title in (("storm_threads", "threads"), ("storm_processes", "processes")):
         storm = data.get(key) or {}
         for app in ("flask_dance", "authlib"):
@@ -201,7 +244,9 @@ def write(data: dict[str, t.Any], docs: Path) -> list[Path]:
         login_s=plan["login_seconds"],
         login_repeats=plan["login_repeats"],
         import_repeats=plan["import_repeats"],
-        environment=_environment(env),
+        memory_calls=plan.get("memory_calls", 0),
+        memory_concurrency=plan.get("memory_concurrency", 1),
+        environment=_environment(env, data.get("load_average")),
         table=report.rst_table(rows),
         findings=_findings(data, rows),
     )

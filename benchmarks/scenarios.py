@@ -3,6 +3,7 @@ into medians, ratios and a table."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,10 @@ class Plan:
     login_seconds: float = 2.0
     login_concurrency: int = 4
     import_repeats: int = 7
+    #: Protected calls each API worker has answered when its memory is read.
+    memory_calls: int = 10_000
+    #: Connections the calls beyond scenario 1's are sent on at once.
+    memory_concurrency: int = 4
 
     @classmethod
     def quick(cls) -> Plan:
@@ -53,6 +58,7 @@ class Plan:
             login_repeats=3,
             login_seconds=1.0,
             import_repeats=3,
+            memory_calls=2_000,
         )
 
 
@@ -87,13 +93,16 @@ def protected_call(
     """Sequential ``GET /api`` through each app: the view loads the user and the
     token and calls the provider's userinfo with a fresh token."""
     apps = list(servers)
-    results: dict[str, t.Any] = {app: {"repeats": [], "errors": 0} for app in apps}
+    results: dict[str, t.Any] = {
+        app: {"repeats": [], "errors": 0, "calls_made": 0} for app in apps
+    }
     conns = {app: Connection(servers[app].base_url) for app in apps}
 
     def call(app: str) -> tuple[int, float]:
         headers = {**browsers[app].cookie_header(), **ACCEPT_JSON}
         start = time.perf_counter()
-        reply = conns[app].request("GET", "/api", headers)
+        reply = conns[app].request("GET", _api_path(app), headers)
+        results[app]["calls_made"] += 1
         return reply.status, time.perf_counter() - start
 
     for app in apps:
@@ -153,6 +162,14 @@ def protected_call(
     return results
 
 
+#: The floor's second series: its ``/bare`` view (no user, no database).
+BARE = "bare"
+
+
+def _api_path(app: str) -> str:
+    return "/bare" if app == BARE else "/api"
+
+
 def _worker_cpu(server: Server) -> float:
     """CPU seconds used so far by the server's workers (not by the provider or the
     runner): less sensitive than latency to other load on the machine."""
@@ -160,11 +177,121 @@ def _worker_cpu(server: Server) -> float:
 
 
 def memory(servers: dict[str, Server]) -> dict[str, t.Any]:
-    """Resident memory of each app's worker, after the protected calls."""
+    """Resident memory of each app's worker (the median over its workers)."""
     out = {}
     for app, server in servers.items():
         pids = server.worker_pids()
         out[app] = {"rss_mb": statistics.median(rss_bytes(p) for p in pids) / 2**20}
+    return out
+
+
+#: Packages and modules only a login (an ID token) or an encrypted token needs: a
+#: worker that answered protected calls only should not have them.
+LOGIN_ONLY = ("jwt", "cryptography", "flask_oauthclient.oidc", "authlib.jose")
+
+
+def worker_modules(server: Server) -> list[str]:
+    """The modules loaded in the server's (first) worker."""
+    reply = Connection(server.base_url).request("GET", "/_bench/modules")
+    return list(json.loads(reply.body)["modules"])
+
+
+def module_summary(modules: t.Iterable[str]) -> dict[str, t.Any]:
+    """How many modules of each top-level package, and the login-only ones."""
+    modules = sorted(modules)
+    packages: dict[str, int] = {}
+    for name in modules:
+        top = name.split(".")[0]
+        packages[top] = packages.get(top, 0) + 1
+    login_only = [
+        m for m in modules if any(m == p or m.startswith(p + ".") for p in LOGIN_ONLY)
+    ]
+    return {"count": len(modules), "packages": packages, "login_only": login_only}
+
+
+def api_worker_memory(
+    servers: dict[str, Server],
+    browsers: dict[str, Browser],
+    plan: Plan,
+    calls_made: dict[str, int],
+    first_call_modules: dict[str, dict[str, t.Any]],
+) -> dict[str, t.Any]:
+    """Resident memory of each API worker (one that never handled a login) after
+    ``plan.memory_calls`` protected calls: the calls beyond scenario 1's are sent
+    on ``plan.memory_concurrency`` connections at once. Also the modules the worker
+    holds then, and those the first protected call loaded."""
+    out: dict[str, t.Any] = {}
+    for app, server in servers.items():
+        missing = max(0, plan.memory_calls - calls_made.get(app, 0))
+        headers = {**browsers[app].cookie_header(), **ACCEPT_JSON}
+        errors = _send_calls(server, headers, missing, plan.memory_concurrency)
+        pids = server.worker_pids()
+        modules = worker_modules(server)
+        out[app] = {
+            "rss_mb": statistics.median(rss_bytes(p) for p in pids) / 2**20,
+            "calls": calls_made.get(app, 0) + missing,
+            "errors": errors,
+            "modules": module_summary(modules),
+            **first_call_modules.get(app, {}),
+        }
+    return out
+
+
+def _send_calls(
+    server: Server, headers: dict[str, str], calls: int, concurrency: int
+) -> int:
+    """Send ``calls`` protected calls on ``concurrency`` keep-alive connections at
+    once; return how many failed."""
+    counter = iter(range(calls))
+    lock = threading.Lock()
+    errors = [0]
+
+    def send() -> None:
+        conn = Connection(server.base_url)
+        try:
+            while True:
+                with lock:
+                    if next(counter, None) is None:
+                        return
+                if conn.request("GET", "/api", headers).status != 200:
+                    with lock:
+                        errors[0] += 1
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=send) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors[0]
+
+
+def first_call(
+    servers: dict[str, Server], browsers: dict[str, Browser]
+) -> dict[str, dict[str, t.Any]]:
+    """One protected call to each fresh API worker, with the worker's memory and
+    modules before and after it: what the first call loads."""
+    out: dict[str, dict[str, t.Any]] = {}
+    for app, server in servers.items():
+        pid = server.worker_pids()[0]
+        before = worker_modules(server)
+        rss_before = rss_bytes(pid)
+        reply = Connection(server.base_url).request(
+            "GET", "/api", {**browsers[app].cookie_header(), **ACCEPT_JSON}
+        )
+        if reply.status != 200:
+            raise RuntimeError(f"{app}: the protected view answered {reply.status}")
+        after = worker_modules(server)
+        out[app] = {
+            "rss_mb_before_first_call": rss_before / 2**20,
+            "rss_mb_after_first_call": rss_bytes(pid) / 2**20,
+            "modules_at_start": module_summary(before)["count"],
+            # The runner's own endpoint loads tracemalloc's modules: not the app's.
+            "first_call_loaded": sorted(
+                m for m in set(after) - set(before) if "tracemalloc" not in m
+            ),
+        }
     return out
 
 
@@ -402,19 +529,20 @@ def _logins(
 # -- 4. import time ------------------------------------------------------------
 
 #: What each library's app imports from it, timed after Flask, Flask-SQLAlchemy,
-#: Flask-Login, requests and SQLAlchemy are loaded (the floor imports none).
+#: Flask-Login and requests are loaded (the floor imports none).
 LIBRARY_MODULES = {
     "ours": ["flask_oauthclient", "flask_oauthclient.sqla"],
     "flask_dance": ["flask_dance.consumer", "flask_dance.consumer.storage.sqla"],
     "authlib": ["authlib.integrations.flask_client"],
 }
-_BASE_MODULES = [
-    "flask",
-    "flask_sqlalchemy",
-    "flask_login",
-    "requests",
-    "sqlalchemy.orm",
-]
+#: What a login adds to that: the ID-token check (Flask-Dance has none; Authlib's
+#: is loaded with its client already).
+LOGIN_MODULES = {
+    "ours": ["flask_oauthclient.oidc"],
+    "flask_dance": [],
+    "authlib": [],
+}
+_BASE_MODULES = ["flask", "flask_sqlalchemy", "flask_login", "requests"]
 
 _TIMER = """
 import sys, time
@@ -426,22 +554,79 @@ for name in {modules!r}:
 print(time.perf_counter() - start)
 """
 
+_MEMORY = """
+import gc, sys, tracemalloc
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+for name in {base!r}:
+    __import__(name)
+gc.collect()
+before, count = rss(), len(sys.modules)
+tracemalloc.start()
+for name in {modules!r}:
+    __import__(name)
+gc.collect()
+print(rss() - before, tracemalloc.get_traced_memory()[0], len(sys.modules) - count)
+"""
 
-def _time_import(base: list[str], modules: list[str], env: dict[str, str]) -> float:
+
+def _run(code: str, env: dict[str, str]) -> list[str]:
     out = subprocess.run(
-        [sys.executable, "-c", _TIMER.format(base=base, modules=modules)],
+        [sys.executable, "-c", code],
         env=env,
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     )
-    return float(out.stdout.strip().splitlines()[-1]) * 1000
+    return out.stdout.strip().splitlines()[-1].split()
+
+
+def _time_import(base: list[str], modules: list[str], env: dict[str, str]) -> float:
+    return float(_run(_TIMER.format(base=base, modules=modules), env)[0]) * 1000
+
+
+def _import_memory(
+    base: list[str], modules: list[str], env: dict[str, str]
+) -> dict[str, float]:
+    rss, traced, count = _run(_MEMORY.format(base=base, modules=modules), env)
+    return {
+        "rss_mb": int(rss) / 2**20,
+        "traced_mb": int(traced) / 2**20,
+        "modules": int(count),
+    }
+
+
+def _slowest_modules(
+    modules: list[str], env: dict[str, str], top: int = 15
+) -> list[tuple[str, int]]:
+    """``-X importtime``: the modules whose own import took longest (microseconds,
+    one run), for the JSON."""
+    code = "".join(f"import {m}\n" for m in _BASE_MODULES)
+    code += "import sys; sys.stderr.write('@@\\n')\n"
+    code += "".join(f"import {m}\n" for m in modules)
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stderr.split("@@\n", 1)[-1]
+    rows = []
+    for line in err.splitlines():
+        if line.startswith("import time:") and "self [us]" not in line:
+            own, _, name = line[len("import time:") :].split("|")
+            rows.append((name.strip(), int(own)))
+    return sorted(rows, key=lambda r: -r[1])[:top]
 
 
 def import_time(apps: list[str], plan: Plan, env: dict[str, str]) -> dict[str, t.Any]:
     """Cold import, each in a fresh interpreter (bytecode cached, as deployed): the
-    whole app module, and the library alone on top of what every app imports."""
+    whole app module, and the library alone on top of what every app imports; the
+    memory that library import takes, and what a login's modules add to it."""
     results: dict[str, t.Any] = {
         app: {"app_ms_runs": [], "library_ms_runs": []} for app in apps
     }
@@ -461,6 +646,16 @@ def import_time(apps: list[str], plan: Plan, env: dict[str, str]) -> dict[str, t
             statistics.median(r["library_ms_runs"]) if r["library_ms_runs"] else None
         )
         r["library_modules"] = LIBRARY_MODULES.get(app, [])
+        if app in LIBRARY_MODULES:
+            runs = [
+                _import_memory(_BASE_MODULES, LIBRARY_MODULES[app], env)
+                for _ in range(3)
+            ]
+            r["library_memory"] = sorted(runs, key=lambda m: m["rss_mb"])[1]
+            login = LIBRARY_MODULES[app] + LOGIN_MODULES[app]
+            runs = [_import_memory(_BASE_MODULES, login, env) for _ in range(3)]
+            r["with_login_memory"] = sorted(runs, key=lambda m: m["rss_mb"])[1]
+            r["slowest_modules"] = _slowest_modules(LIBRARY_MODULES[app], env)
     return results
 
 

@@ -8,19 +8,20 @@ import itertools
 import logging
 import types
 import typing as t
-from urllib.parse import quote
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
 import requests
 from oauthlib.oauth2 import OAuth2Error
-from requests.auth import HTTPBasicAuth
 
+from . import revocation
+from .client_auth import check_supported
+from .client_auth import ClientAuth
+from .client_auth import JWT_METHODS
 from .errors import CallbackError
 from .errors import ConfigurationError
 from .errors import InsecureTransportError
 from .errors import InvalidIDToken
-from .errors import OAuthClientError
 from .errors import ProviderError
 from .flow import code_challenge
 from .flow import PendingLogin
@@ -40,6 +41,7 @@ from .transport import translate_http_error
 
 if t.TYPE_CHECKING:
     from . import oidc
+    from .provider_config import CallbackClaims
     from .provider_config import ProfileMapper
     from .settings import Settings
 
@@ -48,8 +50,6 @@ log = logging.getLogger("flask_oauthclient")
 S = t.TypeVar("S", bound=PooledOAuth2Session)
 
 _serials = itertools.count()
-
-_OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 
 #: The claims whose absence from the ID token makes an ``"auto"`` login read the
 #: userinfo endpoint, per requested scope (OpenID Connect Core §5.4).
@@ -89,28 +89,48 @@ class AppProvider:
         self.client_id: str | None = config.client_id or app_config.get(
             prefix + "CLIENT_ID"
         )
-        self.client_secret: str | None = config.client_secret or app_config.get(
-            prefix + "CLIENT_SECRET"
-        )
         if not self.client_id:
             raise ConfigurationError(
                 f"Provider {name!r} has no client_id: pass client_id= to "
                 f"oauth.register() or set {prefix}CLIENT_ID in the app config."
             )
+        #: How this client authenticates at the token and revocation endpoints.
+        self.auth = ClientAuth(
+            name,
+            config.token_endpoint_auth_method,
+            client_id=self.client_id,
+            client_secret=config.client_secret
+            or app_config.get(prefix + "CLIENT_SECRET"),
+            private_key=config.client_private_key
+            or app_config.get(prefix + "CLIENT_PRIVATE_KEY"),
+            key_id=config.client_key_id or app_config.get(prefix + "CLIENT_KEY_ID"),
+            team_id=config.team_id or app_config.get(prefix + "TEAM_ID"),
+            secret_signer=config.client_secret_signer,
+        )
+        self.callback_claims: CallbackClaims | None = config.callback_claims
         self.title = display_title(name, config.title)
         scope = config.scope
         if isinstance(scope, str):
             scope = scope.split()
         self.scope: list[str] = list(scope or [])
+        optional = config.optional_scopes
+        if isinstance(optional, str):
+            optional = optional.split()
+        #: The scopes a scope request may add (:mod:`.scopes`).
+        self.optional_scopes: list[str] = list(optional or [])
+        self.scope_request_params: dict[str, str] = dict(
+            config.scope_request_params or {}
+        )
         self.scope_separator: str = config.scope_separator
         self.authorize_params: dict[str, str] = dict(config.authorize_params or {})
         self.api_base_url: str | None = config.api_base_url
         self.auth_method: str = config.token_endpoint_auth_method
-        if self.auth_method not in ("client_secret_basic", "client_secret_post"):
+        if config.response_mode not in (None, "query", "form_post"):
             raise ConfigurationError(
-                f"Provider {name!r}: token_endpoint_auth_method must be "
-                "'client_secret_basic' or 'client_secret_post'."
+                f"Provider {name!r}: response_mode must be 'query' or 'form_post'."
             )
+        #: ``"form_post"``: the callback takes the provider's answer by ``POST``.
+        self.response_mode: str | None = config.response_mode
         self.pkce: bool = bool(config.pkce)
         self.token_type_required: bool = bool(config.token_type_required)
         if config.userinfo not in ("auto", "always", "never"):
@@ -221,6 +241,12 @@ class AppProvider:
             raise ConfigurationError(f"Provider {self.name!r} has no {key}.")
         return t.cast(str, url)
 
+    def _check_supported(self, field: str, value: str, setting: str) -> None:
+        """See :func:`.client_auth.check_supported`; without discovery, nothing."""
+        if self.metadata is not None:
+            document = self.metadata.get(self.http, timeout=self.settings.timeout)
+            check_supported(document, field, value, setting=setting, name=self.name)
+
     def jwks(self) -> oidc.JWKSCache:
         from . import oidc
 
@@ -273,33 +299,58 @@ class AppProvider:
             params["code_challenge_method"] = "S256"
         if pending.nonce is not None:
             params["nonce"] = pending.nonce
+        if self.response_mode is not None:
+            self._check_supported(
+                "response_modes_supported",
+                self.response_mode,
+                f"response_mode={self.response_mode!r}",
+            )
+            params["response_mode"] = self.response_mode
         if self.is_oidc and "offline_access" in self.scope:
             # OpenID Connect Core §11: strict providers issue a refresh token for
             # offline_access only with prompt=consent.
             params.setdefault("prompt", "consent")
+        self.check_client_auth()
+        if pending.scopes is not None:
+            params.update(self.scope_request_params)
+        scope = self.scope if pending.scopes is None else pending.scopes
         session = self.new_session(
-            redirect_uri=redirect_uri,
-            scope=self.scope_separator.join(self.scope) or None,
+            redirect_uri=redirect_uri, scope=self.scope_separator.join(scope) or None
         )
         url, _ = session.authorization_url(
             self.endpoint("authorize_url"), state=pending.state, **params
         )
         return t.cast(str, url)
 
-    def client_auth(self) -> dict[str, t.Any]:
-        """The keyword arguments that authenticate this client at the token
-        endpoint (RFC 6749 §2.3.1)."""
-        if self.auth_method == "client_secret_post":
-            return {
-                "include_client_id": True,
-                "client_secret": self.client_secret,
-            }
-        return {
-            "auth": HTTPBasicAuth(
-                quote(self.client_id or "", safe=""),
-                quote(self.client_secret or "", safe=""),
+    @property
+    def client_secret(self) -> str | None:
+        """The client secret: the configured one, or one the app signs (Apple's)."""
+        return self.auth.secret()
+
+    def check_client_auth(self) -> None:
+        """Refuse a JWT client authentication that the discovery document's
+        ``token_endpoint_auth_methods_supported`` (or its signing algorithms)
+        leaves out, with a :class:`ConfigurationError` that says so, rather
+        than the provider's ``invalid_client``."""
+        if self.auth.method in JWT_METHODS:
+            self._check_supported(
+                "token_endpoint_auth_methods_supported",
+                self.auth.method,
+                f"token_endpoint_auth_method={self.auth.method!r}",
             )
-        }
+            alg = t.cast(str, self.auth.alg)
+            self._check_supported(
+                "token_endpoint_auth_signing_alg_values_supported",
+                alg,
+                f"{self.auth.method} assertions signed with {alg}",
+            )
+
+    def client_auth(self) -> dict[str, t.Any]:
+        """The keyword arguments of requests-oauthlib's ``fetch_token`` that
+        authenticate this client at the token endpoint (RFC 6749 §2.3.1, RFC 7523
+        §2.2): a new assertion each time for the JWT methods."""
+        self.check_client_auth()
+        return self.auth.token_request(self.endpoint("token_url"))
 
     def fetch_token(self, code: str, pending: PendingLogin, redirect_uri: str) -> Token:
         """Exchange the authorization ``code`` for a token."""
@@ -328,7 +379,7 @@ class AppProvider:
                 ) from None
             raise ProviderError(
                 f"The token endpoint refused the request: {e.error}. Check the "
-                "client id and secret."
+                "client's credentials (client id, secret or private key)."
             ) from None
         except ValueError:
             raise ProviderError("The token endpoint sent an invalid answer.") from None
@@ -343,10 +394,8 @@ class AppProvider:
     def refresh_auth(self) -> dict[str, t.Any]:
         """:meth:`client_auth` for requests-oauthlib's ``refresh_token()``, which
         puts extra keywords in the body."""
-        auth = self.client_auth()
-        if "include_client_id" in auth:
-            return {"client_id": self.client_id, "client_secret": self.client_secret}
-        return auth
+        self.check_client_auth()
+        return self.auth.refresh_request(self.endpoint("token_url"))
 
     def identify(
         self, token: Token, nonce: str | None
@@ -415,71 +464,35 @@ class AppProvider:
                     self.name,
                 )
             return False
-        auth = self.client_auth()
-        data: dict[str, t.Any] = {}
-        if "include_client_id" in auth:
-            data = {"client_id": self.client_id, "client_secret": self.client_secret}
-            auth = {}
-        confirmed = True
-        for hint in ("refresh_token", "access_token"):
-            value = token.get(hint)
-            if not value:
-                continue
-            try:
-                response = self.http.post(
-                    url,
-                    data={"token": value, "token_type_hint": hint, **data},
-                    timeout=self.settings.timeout,
-                    # The body is never read: a hostile answer can't be large.
-                    stream=True,
-                    **auth,
-                )
-                response.close()
-            except requests.RequestException as e:
-                log.warning("Revoking the %s %s failed: %s", self.name, hint, type(e))
-                confirmed = False
-                continue
-            if response.status_code != 200:
-                log.warning(
-                    "The %s revocation endpoint answered HTTP %s for the %s.",
-                    self.name,
-                    response.status_code,
-                    hint,
-                )
-                confirmed = False
-        return confirmed
+        self.check_client_auth()
+        return revocation.revoke(
+            self.http,
+            url,
+            token,
+            self.auth,
+            token_url=self.endpoint("token_url"),
+            timeout=self.settings.timeout,
+            provider=self.name,
+        )
 
     def _oauth_metadata_revocation(self) -> str | None:
-        """The ``revocation_endpoint`` of the provider's RFC 8414 metadata, for an
-        OpenID provider whose discovery document leaves it out (django-oauth-toolkit
-        lists it only there). Looked up once, on the first logout that needs it;
-        any failure counts as none."""
+        """The ``revocation_endpoint`` of the provider's RFC 8414 metadata, looked
+        up once, on the first logout that needs it (see
+        :func:`.revocation.oauth_metadata_revocation_url`)."""
         if self._oauth_revocation_url is None:
             self._oauth_revocation_url = ""
             issuer = self.endpoints().get("issuer")
             if self.metadata_url is not None and issuer:
-                from . import oidc
-
-                parts = urlsplit(issuer)
-                for url in (
-                    f"{parts.scheme}://{parts.netloc}{_OAUTH_WELL_KNOWN}{parts.path}",
-                    issuer.rstrip("/") + _OAUTH_WELL_KNOWN,
-                ):
-                    if url == self.metadata_url:
-                        continue
-                    try:
-                        document = oidc.ServerMetadata(
-                            url,
-                            ttl=self.settings.metadata_ttl,
-                            expected_issuer=issuer,
-                        ).get(self.http, timeout=self.settings.timeout)
-                    except OAuthClientError:
-                        continue
-                    found = document.get("revocation_endpoint")
-                    if isinstance(found, str) and found:
-                        self.check_transport(found)
-                        self._oauth_revocation_url = found
-                        break
+                found = revocation.oauth_metadata_revocation_url(
+                    self.http,
+                    issuer,
+                    skip=self.metadata_url,
+                    ttl=self.settings.metadata_ttl,
+                    timeout=self.settings.timeout,
+                )
+                if found:
+                    self.check_transport(found)
+                    self._oauth_revocation_url = found
         return self._oauth_revocation_url or None
 
     def end_session_url(

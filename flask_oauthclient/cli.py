@@ -1,4 +1,6 @@
-"""The ``flask oauth`` commands, added to the app's CLI by ``init_app``."""
+"""The ``flask oauth`` commands. ``init_app`` adds a group that imports this module
+only when the CLI lists or runs its commands, so an app serving requests never loads
+it (nor what it imports)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ if t.TYPE_CHECKING:
 #: no ``SERVER_NAME`` and no ``--base-url`` is given.
 DEFAULT_BASE_URL = "http://127.0.0.1:5000"
 
+#: The commands; ``flask oauth`` (the extension's lazy group, with the help text)
+#: looks them up here.
 oauth_cli = AppGroup("oauth", help="Flask-OAuthClient: the app's OAuth providers.")
 
 

@@ -8,26 +8,24 @@ import typing as t
 from flask import current_app
 from flask import Flask
 from flask import session
+from flask.cli import AppGroup
 
-from . import redaction
-from .app_provider import AppProvider
-from .cli import oauth_cli
-from .csrf import csrf_token
-from .error_pages import render_error
 from .errors import OAuthClientError
 from .errors import UnknownProviderError
-from .linking import can_unlink
 from .provider import Provider
-from .provider_config import merge
-from .provider_config import ProviderConfig
-from .providers import get_preset
 from .state import AppState
 from .state import EXTENSION_KEY
 from .state import get_state
 from .state import Hooks
-from .storage.session import SessionStorage
-from .views import make_blueprint
-from .views import make_site_blueprint
+
+if t.TYPE_CHECKING:
+    import click
+
+# Imported where they are first needed, not with the package: the schema of the
+# register() keywords and the presets by register(); the views, the protocol and
+# the default storage (views, login, flow, csrf, error_pages, app_provider,
+# storage.session) by init_app; linking by can_unlink(); the commands (cli) only
+# when the CLI lists or runs them.
 
 #: ``on_login(provider, token, userinfo)``: the user to log in, a response, or None.
 LoginHandler = t.Callable[[Provider, dict[str, t.Any], dict[str, t.Any]], t.Any]
@@ -91,6 +89,9 @@ class OAuth:
                 f"Provider {name!r} is registered after init_app(): register every "
                 "provider before initializing an app with this extension."
             )
+        from .provider_config import merge
+        from .providers import get_preset
+
         preset = get_preset(name)
         merged = merge(preset.register_defaults() if preset else {}, config)
         provider = self.providers[name] = Provider(self, name, merged)
@@ -151,6 +152,8 @@ class OAuth:
 
         .. versionadded:: 0.1
         """
+        from .linking import can_unlink
+
         return can_unlink(self._get_state(), provider.name)
 
     # -- apps --------------------------------------------------------------------
@@ -168,9 +171,21 @@ class OAuth:
                 "Flask app. Import and use that instance instead."
             )
         options = {**self._options, **options}
-        storage = options.pop("storage", None) or SessionStorage()
+        storage = options.pop("storage", None)
+        if storage is None:
+            from .storage.session import SessionStorage
+
+            storage = SessionStorage()
         if options:
             raise TypeError(f"init_app() got unknown keywords: {', '.join(options)}.")
+        from . import redaction
+        from .app_provider import AppProvider
+        from .csrf import csrf_token
+        from .error_pages import render_error
+        from .provider_config import ProviderConfig
+        from .views import make_blueprint
+        from .views import make_site_blueprint
+
         state = AppState.create(self, app, storage, self._hooks)
         settings = state.settings
         if settings.insecure_transport:
@@ -191,7 +206,7 @@ class OAuth:
         app.register_blueprint(make_site_blueprint(settings.logout_url, self.logout))
         app.jinja_env.globals["oauthclient_csrf_token"] = csrf_token
         app.register_error_handler(OAuthClientError, render_error)
-        app.cli.add_command(oauth_cli)
+        app.cli.add_command(_LazyCommands(_CLI_NAME, help=_CLI_HELP))
         app.extensions[EXTENSION_KEY] = state
         self._initialized = True
 
@@ -237,3 +252,24 @@ class OAuth:
             logout_user()
         session.clear()
         return target
+
+
+#: The ``flask oauth`` group: its name and help, shown by ``flask --help``.
+_CLI_NAME = "oauth"
+_CLI_HELP = "Flask-OAuthClient: the app's OAuth providers."
+
+
+class _LazyCommands(AppGroup):
+    """``flask oauth``: the commands of :mod:`.cli`, imported only when the CLI
+    lists or runs them, never by an app that serves requests."""
+
+    def _commands(self) -> AppGroup:
+        from .cli import oauth_cli
+
+        return oauth_cli
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._commands().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._commands().get_command(ctx, cmd_name)

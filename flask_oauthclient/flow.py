@@ -14,7 +14,6 @@ import secrets
 import time
 import typing as t
 import unicodedata
-from dataclasses import dataclass
 from urllib.parse import unquote
 from urllib.parse import urlsplit
 
@@ -28,22 +27,71 @@ _MAX_STATE_LENGTH = 128
 _MAX_NEXT_LENGTH = 2048
 
 
-@dataclass
 class PendingLogin:
-    """One login started by ``/login/<name>`` and not yet completed."""
+    """One login started by ``/login/<name>`` and not yet completed.
 
-    provider: str
-    state: str
-    code_verifier: str | None
-    nonce: str | None
-    next_url: str
-    expires_at: float
-    #: For a link (not a login): the id of the logged-in user who started it; the
-    #: callback stores the token for that user instead of calling ``on_login``.
-    link_user: str | None = None
+    (A plain class, not a dataclass: building one costs more import time than the
+    rest of this module.)
+    """
+
+    __slots__ = (
+        "provider",
+        "state",
+        "code_verifier",
+        "nonce",
+        "next_url",
+        "expires_at",
+        "link_user",
+        "scopes",
+        "identity",
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        state: str,
+        code_verifier: str | None,
+        nonce: str | None,
+        next_url: str,
+        expires_at: float,
+        link_user: str | None = None,
+        scopes: list[str] | None = None,
+        identity: tuple[str | None, str] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.state = state
+        self.code_verifier = code_verifier
+        self.nonce = nonce
+        self.next_url = next_url
+        self.expires_at = expires_at
+        #: For a link (not a login): the id of the logged-in user who started it;
+        #: the callback stores the token for that user instead of calling
+        #: ``on_login``.
+        self.link_user = link_user
+        #: For a scope request (:mod:`.scopes`): every scope asked for; the
+        #: callback stores the token, with that scope, for the same user and
+        #: provider identity.
+        self.scopes = scopes
+        #: For a scope request: the ``(issuer or None, subject)`` of the token
+        #: it adds to, when the storage can't tell.
+        self.identity = identity
+
+    def _fields(self) -> tuple[t.Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass would be
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"PendingLogin({shown})"
 
     def to_session(self) -> dict[str, t.Any]:
-        data = {
+        data: dict[str, t.Any] = {
             "p": self.provider,
             "v": self.code_verifier,
             "n": self.nonce,
@@ -52,6 +100,10 @@ class PendingLogin:
         }
         if self.link_user is not None:
             data["u"] = self.link_user
+        if self.scopes is not None:
+            data["s"] = self.scopes
+        if self.identity is not None:
+            data["i"] = list(self.identity)
         return data
 
     @classmethod
@@ -65,8 +117,10 @@ class PendingLogin:
                 next_url=str(data["x"]),
                 expires_at=float(data["e"]),
                 link_user=str(data["u"]) if data.get("u") is not None else None,
+                scopes=[str(s) for s in data["s"]] if "s" in data else None,
+                identity=(data["i"][0], str(data["i"][1])) if "i" in data else None,
             )
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             return None
 
 
@@ -85,11 +139,16 @@ def begin(
     ttl: float,
     max_pending: int,
     link_user: str | None = None,
+    scopes: list[str] | None = None,
+    identity: tuple[str | None, str] | None = None,
 ) -> PendingLogin:
     """Create a pending login and keep it in the session.
 
     :param link_user: the id of the logged-in user, when this links another
         provider to them rather than logging in.
+    :param scopes: for a scope request, every scope it asks for.
+    :param identity: for a scope request, the provider identity it must come
+        back with, when the storage can't tell.
     """
     pending = PendingLogin(
         provider=provider,
@@ -100,6 +159,8 @@ def begin(
         next_url=next_url,
         expires_at=time.time() + ttl,
         link_user=link_user,
+        scopes=scopes,
+        identity=identity,
     )
     logins = _live(session.get(_KEY))
     logins[pending.state] = pending.to_session()

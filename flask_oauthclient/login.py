@@ -20,6 +20,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from . import flow
+from . import form_post
+from . import scopes
 from . import signals
 from .errors import AuthorizationDenied
 from .errors import CallbackError
@@ -52,6 +54,10 @@ _MAX_CODE_LENGTH = 2048
 #: request.
 _VSCHARS = re.compile(r"[\x20-\x7e]+")
 _NOT_VSCHAR = re.compile(r"[^\x20-\x7e]")
+#: The claims a preset's ``callback_claims`` may add (unverified: names only).
+_CALLBACK_CLAIMS = frozenset(
+    {"name", "given_name", "family_name", "middle_name", "nickname"}
+)
 
 
 def start(
@@ -70,6 +76,12 @@ def start(
     next_url = flow.safe_next(
         query_args().get("next") or request.form.get("next"), settings.login_redirect
     )
+    scope_request = None
+    scope_param = query_args().getlist("scope") or request.form.getlist("scope")
+    if scope_param:
+        # Incremental authorization: more scopes for the user's own token.
+        scope_request = scopes.begin(state, provider, scope_param)
+        link_user = current_user_id()
     pending = flow.begin(
         provider.name,
         next_url,
@@ -78,6 +90,8 @@ def start(
         ttl=settings.state_ttl,
         max_pending=settings.max_pending,
         link_user=link_user,
+        scopes=scope_request.scopes if scope_request else None,
+        identity=scope_request.identity if scope_request else None,
     )
     return redirect(ap.authorization_url(pending, _redirect_uri(provider)))
 
@@ -85,14 +99,18 @@ def start(
 def complete(state: AppState, provider: Provider) -> ResponseReturnValue:
     """Handle the provider's callback. Anything wrong with it raises an
     :class:`~flask_oauthclient.errors.OAuthClientError` (a 4xx or 5xx page), and
-    then nothing is stored and nobody is logged in."""
+    then nothing is stored and nobody is logged in.
+
+    A provider registered with ``response_mode="form_post"`` answers by ``POST``,
+    in two steps (see :mod:`.form_post`): the provider's cross-site ``POST`` gets
+    a page that posts the answer again from this site, without the session being
+    touched; that second ``POST`` is completed as a ``GET`` callback is."""
     ap = state.provider(provider.name)
     try:
-        if len(request.query_string) > MAX_QUERY_BYTES:
-            raise CallbackError(
-                "query_too_long", "The callback's query string is too long."
-            )
-        args = query_args()
+        args, first_post = _callback_args(ap)
+        if first_post:
+            # The provider's own POST: no session cookie came with it.
+            return form_post.resubmit_page(args, _callback_path(provider))
         pending = flow.complete(provider.name, args.getlist("state"))
         if pending.link_user is not None and current_user_id() != pending.link_user:
             raise CallbackError(
@@ -107,8 +125,14 @@ def complete(state: AppState, provider: Provider) -> ResponseReturnValue:
         _check_issuer(ap, args)
         token = ap.fetch_token(code, pending, _redirect_uri(provider))
         identity, userinfo = ap.identify(token, pending.nonce)
-        if pending.link_user is not None:
-            check_link(state, provider.name, identity)
+        userinfo = _add_callback_claims(ap, userinfo, args)
+        if pending.scopes is not None:
+            # A scope request: the same user and identity, a wider token.
+            scopes.check_identity(state, provider.name, identity, pending.identity)
+            token = scopes.with_scope(token, pending.scopes)
+        if pending.link_user is not None or pending.scopes is not None:
+            if pending.scopes is None:
+                check_link(state, provider.name, identity)
             _save_token(state, provider, token, identity, None)
             signals.oauth_authorized.send(
                 provider, token=token, userinfo=userinfo, user=current_user()
@@ -130,6 +154,37 @@ def complete(state: AppState, provider: Provider) -> ResponseReturnValue:
         raise
     signals.oauth_authorized.send(provider, token=token, userinfo=userinfo, user=user)
     return redirect(pending.next_url)
+
+
+def _callback_args(ap: AppProvider) -> tuple[MultiDict[str, str], bool]:
+    """The authorization response's parameters: the query string of a ``GET``,
+    or the form of a ``form_post`` provider's ``POST``; and whether that is the
+    first, cross-site ``POST``, to be posted again from this site.
+
+    :raises CallbackError: the answer came in another way than the provider was
+        registered for, or is too long.
+    """
+    by_post = ap.response_mode == "form_post"
+    if (request.method == "POST") is not by_post:
+        raise CallbackError(
+            "response_mode_mismatch",
+            f"The callback came by {request.method}, but the provider is registered "
+            f"to answer by {'POST' if by_post else 'GET'} (response_mode).",
+        )
+    if not by_post:
+        if len(request.query_string) > MAX_QUERY_BYTES:
+            raise CallbackError(
+                "query_too_long", "The callback's query string is too long."
+            )
+        return query_args(), False
+    form = form_post.read(MAX_QUERY_BYTES)
+    if form_post.is_resubmitted(form):
+        return form_post.response_fields(form), False
+    return form, True
+
+
+def _callback_path(provider: Provider) -> str:
+    return url_for(f"{provider.name}.authorized")
 
 
 def query_args() -> MultiDict[str, str]:
@@ -177,6 +232,26 @@ def _check_issuer(ap: AppProvider, args: MultiDict[str, str]) -> None:
             issuer=endpoints["issuer"],
             required=bool(endpoints.get("iss_parameter_supported")),
         )
+
+
+def _add_callback_claims(
+    ap: AppProvider, claims: dict[str, t.Any], params: t.Mapping[str, str]
+) -> dict[str, t.Any]:
+    """``claims`` with the name claims the preset reads from the authorization
+    response (``callback_claims``: Apple's ``user``) where ``claims`` has none:
+    they are the browser's word, so they never replace a verified claim."""
+    if ap.callback_claims is None:
+        return claims
+    try:
+        extra = dict(ap.callback_claims(params))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return claims
+    added = {
+        name: value
+        for name, value in extra.items()
+        if name in _CALLBACK_CLAIMS and isinstance(value, str) and value
+    }
+    return {**added, **claims}
 
 
 def _on_login(

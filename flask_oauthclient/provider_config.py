@@ -14,7 +14,20 @@ from dataclasses import fields
 if t.TYPE_CHECKING:
     import requests
 
+    from .client_auth import SecretSigner
     from .tokens import Token
+
+#: ``client_private_key``: a PEM private key (text or bytes) or a private JWK, or a
+#: list of them (the first signs).
+ClientKeys = t.Union[
+    str,
+    bytes,
+    t.Mapping[str, t.Any],
+    t.Sequence[t.Union[str, bytes, t.Mapping[str, t.Any]]],
+]
+
+#: Reads claims from the authorization response's parameters (Apple's ``user``).
+CallbackClaims = t.Callable[[t.Mapping[str, str]], t.Mapping[str, t.Any]]
 
 #: Maps a plain OAuth 2 provider's profile to OpenID Connect claim names. It is called
 #: with the provider's per-request session (the token is set), the API base URL and
@@ -43,12 +56,67 @@ class ProviderConfig:
     end_session_url: str | None = None
     #: The scopes asked for at login (a list, or one space-separated string).
     scope: t.Sequence[str] | str | None = None
+    #: The scopes that may be asked for later, on top of ``scope``, with
+    #: ``request_scopes`` (incremental authorization, see :doc:`/scopes`); no
+    #: other scope can be.
+    #:
+    #: .. versionadded:: 0.1
+    optional_scopes: t.Sequence[str] | str | None = None
+    #: Extra parameters of the authorization request of a scope request: the
+    #: provider's own flag for keeping the scopes granted before (Google's
+    #: ``{"include_granted_scopes": "true"}``).
+    #:
+    #: .. versionadded:: 0.1
+    scope_request_params: t.Mapping[str, str] | None = None
     #: What relative API URLs are joined to.
     api_base_url: str | None = None
     #: Extra parameters of the authorization request.
     authorize_params: t.Mapping[str, str] | None = None
-    #: ``"client_secret_basic"`` (the RFC 6749 default) or ``"client_secret_post"``.
+    #: How the provider delivers the authorization response: ``None`` (its
+    #: default, the query string of a ``GET``), ``"query"``, or ``"form_post"``
+    #: (a ``POST`` of a form, OAuth 2.0 Form Post Response Mode; see
+    #: :ref:`form-post`).
+    #:
+    #: .. versionadded:: 0.1
+    response_mode: str | None = None
+    #: How the app authenticates at the token endpoint (and for revocation):
+    #: ``"client_secret_basic"`` (the RFC 6749 default), ``"client_secret_post"``,
+    #: or a signed JWT assertion (RFC 7523): ``"private_key_jwt"`` (with
+    #: ``client_private_key``) or ``"client_secret_jwt"`` (HS256 with the client
+    #: secret). See :ref:`client-authentication`.
     token_endpoint_auth_method: str = "client_secret_basic"
+    #: The app's private key for ``private_key_jwt`` (or for a preset that signs
+    #: its client secret, Apple's): PEM text or bytes, or a private JWK dict; or a
+    #: list of them, whose first key signs and whose others are published with it
+    #: for a key rotation.
+    #:
+    #: .. versionadded:: 0.1
+    client_private_key: ClientKeys | None = None
+    #: The ``kid`` of ``client_private_key``'s (first) key, as the provider knows
+    #: it; by default the JWK's own ``kid``, or none.
+    #:
+    #: .. versionadded:: 0.1
+    client_key_id: str | None = None
+    #: Apple: the team id, the issuer of the client secret the app signs with
+    #: ``client_private_key`` (see ``client_secret_signer``).
+    #:
+    #: .. versionadded:: 0.1
+    team_id: str | None = None
+    #: A preset's maker of the client secret, a JWT signed with
+    #: ``client_private_key`` (Apple's); the secret is made again shortly before it
+    #: expires. ``None``: ``client_secret`` is used as it is.
+    #:
+    #: .. versionadded:: 0.1
+    client_secret_signer: SecretSigner | None = None
+    #: A preset's reader of extra claims in the authorization response (Apple
+    #: posts the user's name, on the first login only, in its ``user`` field).
+    #: Called with the callback's parameters; of what it returns, only the name
+    #: claims (``name``, ``given_name``, ``family_name``, ``middle_name``,
+    #: ``nickname``) reach ``on_login``, and only where the verified claims have
+    #: none: the browser posts them, nobody signed them.
+    #:
+    #: .. versionadded:: 0.1
+    callback_claims: CallbackClaims | None = None
     #: How the scope list is joined in the authorization request.
     scope_separator: str = " "
     #: Whether PKCE (RFC 7636, S256) is used.

@@ -83,42 +83,69 @@ LOGGERS = (
     "oauthlib",
 )
 
-_KEYS = "|".join(sorted((re.escape(k) for k in SECRET_KEYS), key=len, reverse=True))
+# The patterns, compiled on first use (:func:`_compiled_rules`): compiling them costs
+# more than the rest of the module's import, and most processes never log a secret.
 
 # 'key': 'value' (Python reprs, also b'value') and "key": "value" (JSON).
-_QUOTED_PAIR = re.compile(
-    rf"""(?P<pre>(?P<kq>['"])(?:{_KEYS})(?P=kq)\s*:\s*b?)"""
-    r"""(?P<vq>['"])(?:\\.|(?!(?P=vq)).)*(?P=vq)""",
-    re.IGNORECASE | re.DOTALL,
+_QUOTED_PAIR = (
+    r"""(?P<pre>(?P<kq>['"])(?:{keys})(?P=kq)\s*:\s*b?)"""
+    r"""(?P<vq>['"])(?:\\.|(?!(?P=vq)).)*(?P=vq)"""
 )
 # key=value in form bodies and query strings.
-_FORM_PAIR = re.compile(
-    rf"(?P<pre>(?<![\w.-])(?:{_KEYS})=)[^&\s'\"<>;,)}}\]]+",
-    re.IGNORECASE,
-)
+_FORM_PAIR = r"(?P<pre>(?<![\w.-])(?:{keys})=)[^&\s'\"<>;,)}}\]]+"
 # Authorization: Bearer abc / Authorization=Basic abc (unquoted header dumps).
-_AUTH_HEADER = re.compile(
+_AUTH_HEADER = (
     r"(?P<pre>(?<![\w-])(?:proxy-)?authorization\s*[:=]\s*"
-    r"(?:[A-Za-z][\w.-]*\s+)?)[^\s'\",;}\]]+",
-    re.IGNORECASE,
+    r"(?:[A-Za-z][\w.-]*\s+)?)[^\s'\",;}}\]]+"
 )
 # Credentials after an authentication scheme, wherever they appear; a credential
 # has a digit or a base64 symbol, which tells it from an English word ("token
 # completed").
-_SCHEME_CREDENTIALS = re.compile(
+_SCHEME_CREDENTIALS = (
     r"(?P<pre>\b(?:Bearer|Basic|Digest|DPoP)\s+)"
-    r"(?=[A-Za-z.~-]*[0-9_+/=])[A-Za-z0-9._~+/=-]{8,}",
-    re.IGNORECASE,
+    r"(?=[A-Za-z.~-]*[0-9_+/=])[A-Za-z0-9._~+/=-]{{8,}}"
 )
 # "refresh token <value>", "token <value>" in prose (oauthlib's server side logs
 # so); longer, so that "token HTTP/1.1" stays.
-_NAMED_TOKEN = re.compile(
-    r"(?P<pre>\btoken:?\s+)(?=[A-Za-z.~-]*[0-9_+/=])[A-Za-z0-9._~+/=-]{16,}",
-    re.IGNORECASE,
+_NAMED_TOKEN = (
+    r"(?P<pre>\btoken:?\s+)(?=[A-Za-z.~-]*[0-9_+/=])[A-Za-z0-9._~+/=-]{{16,}}"
 )
 # JWS (three parts) and JWE (five parts) compact serializations: the header is a JSON
 # object, so base64url-encoded it starts with "eyJ".
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){2,4}")
+_JWT = r"\beyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){{2,4}}"
+
+
+#: ``(pattern, replacement)`` in the order :func:`redact` applies them; filled on
+#: first use.
+_rules: list[tuple[re.Pattern[str], str]] = []
+
+
+def _compiled_rules() -> list[tuple[re.Pattern[str], str]]:
+    """The patterns of :func:`redact` and their replacements, compiled once."""
+    if not _rules:
+        keys = "|".join(
+            sorted((re.escape(k) for k in SECRET_KEYS), key=len, reverse=True)
+        )
+
+        def pattern(source: str, flags: int = re.IGNORECASE) -> re.Pattern[str]:
+            return re.compile(source.format(keys=keys), flags)
+
+        masked = rf"\g<pre>{MASK}"
+        rules = [
+            (pattern(_JWT, 0), MASK),
+            (
+                pattern(_QUOTED_PAIR, re.IGNORECASE | re.DOTALL),
+                rf"\g<pre>\g<vq>{MASK}\g<vq>",
+            ),
+            (pattern(_FORM_PAIR), masked),
+            (pattern(_AUTH_HEADER), masked),
+            (pattern(_SCHEME_CREDENTIALS), masked),
+            (pattern(_NAMED_TOKEN), masked),
+        ]
+        # Threads that get here at once compile the same rules; one list wins.
+        _rules[:] = rules
+    return _rules
+
 
 _secrets_lock = threading.Lock()
 _secrets: set[str] = set()
@@ -167,12 +194,8 @@ def register_secret(value: str | None) -> None:
 
 def redact(text: str) -> str:
     """``text`` with every secret it shows replaced by :data:`MASK`."""
-    text = _JWT.sub(MASK, text)
-    text = _QUOTED_PAIR.sub(rf"\g<pre>\g<vq>{MASK}\g<vq>", text)
-    text = _FORM_PAIR.sub(rf"\g<pre>{MASK}", text)
-    text = _AUTH_HEADER.sub(rf"\g<pre>{MASK}", text)
-    text = _SCHEME_CREDENTIALS.sub(rf"\g<pre>{MASK}", text)
-    text = _NAMED_TOKEN.sub(rf"\g<pre>{MASK}", text)
+    for pattern, replacement in _compiled_rules():
+        text = pattern.sub(replacement, text)
     # Known secrets last: replaced first, a short one could break up a key the
     # patterns above look for ("client_secret" with the secret "secret").
     with _secrets_lock:

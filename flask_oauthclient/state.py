@@ -6,8 +6,6 @@ accessors: :func:`get_state` (the state, or a clear error) and :func:`find_state
 from __future__ import annotations
 
 import typing as t
-from dataclasses import dataclass
-from dataclasses import field
 
 from flask import current_app
 from flask import Flask
@@ -27,32 +25,63 @@ if t.TYPE_CHECKING:
 EXTENSION_KEY = "oauthclient"
 
 
-@dataclass
 class Hooks:
     """The app's callbacks, set with the extension's decorators. One object is shared
     by the extension and the state of every app it is set up on, so a decorator
     used after ``init_app`` still takes effect."""
 
-    #: ``on_login(provider, token, userinfo)``.
-    on_login: t.Callable[..., t.Any] | None = None
-    #: ``has_other_login(user)``.
-    has_other_login: t.Callable[[t.Any], bool] | None = None
+    __slots__ = ("on_login", "has_other_login")
+
+    def __init__(
+        self,
+        on_login: t.Callable[..., t.Any] | None = None,
+        has_other_login: t.Callable[[t.Any], bool] | None = None,
+    ) -> None:
+        #: ``on_login(provider, token, userinfo)``.
+        self.on_login = on_login
+        #: ``has_other_login(user)``.
+        self.has_other_login = has_other_login
+
+    def __repr__(self) -> str:
+        return (
+            f"Hooks(on_login={self.on_login!r}, "
+            f"has_other_login={self.has_other_login!r})"
+        )
 
 
-@dataclass
 class AppState:
-    """What the extension keeps per app."""
+    """What the extension keeps per app.
 
-    #: The extension instance that set the app up (an :class:`~.OAuth`).
-    owner: object
-    storage: BaseStorage
-    settings: Settings
-    hooks: Hooks
-    #: The app's config, for the per-provider keys (``OAUTHCLIENT_<NAME>_...``).
-    config: t.Mapping[str, t.Any]
-    #: Encrypts tokens at rest; ``None`` without ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS``.
-    cipher: TokenCipher | None = None
-    providers: dict[str, AppProvider] = field(default_factory=dict)
+    (Plain classes here, not dataclasses: building those costs more import time
+    than the rest of this module.)
+    """
+
+    def __init__(
+        self,
+        owner: object,
+        storage: BaseStorage,
+        settings: Settings,
+        hooks: Hooks,
+        config: t.Mapping[str, t.Any],
+        cipher: TokenCipher | None = None,
+        providers: dict[str, AppProvider] | None = None,
+    ) -> None:
+        #: The extension instance that set the app up (an :class:`~.OAuth`).
+        self.owner = owner
+        self.storage = storage
+        self.settings = settings
+        self.hooks = hooks
+        #: The app's config, for the per-provider keys (``OAUTHCLIENT_<NAME>_...``).
+        self.config = config
+        #: Encrypts tokens at rest; ``None`` without
+        #: ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS``.
+        self.cipher = cipher
+        self.providers: dict[str, AppProvider] = (
+            providers if providers is not None else {}
+        )
+
+    def __repr__(self) -> str:
+        return f"<AppState providers={sorted(self.providers)!r}>"
 
     @classmethod
     def create(

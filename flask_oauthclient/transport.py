@@ -17,8 +17,8 @@ import os
 import threading
 import time
 import typing as t
+from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
@@ -79,7 +79,74 @@ class Environment:
         return found
 
 
-class PooledOAuth2Session(OAuth2Session):  # type: ignore[misc]
+#: What ``requests.Session.__init__`` sets (see :class:`_SharedPoolSession`).
+_SESSION_ATTRIBUTES = frozenset(
+    {
+        "headers",
+        "auth",
+        "proxies",
+        "hooks",
+        "params",
+        "stream",
+        "verify",
+        "cert",
+        "max_redirects",
+        "trust_env",
+        "cookies",
+        "adapters",
+    }
+)
+_lean_init: list[bool] = []
+
+
+def _lean_init_fits() -> bool:
+    """Whether ``requests.Session.__init__`` sets no more than
+    :class:`_SharedPoolSession` does (checked once, on a plain session)."""
+    if not _lean_init:
+        _lean_init.append(set(vars(requests.Session())) == _SESSION_ATTRIBUTES)
+    return _lean_init[0]
+
+
+class _SharedPoolSession(requests.Session):
+    """A :class:`requests.Session` on a connection pool it shares with others:
+    where ``requests.Session()`` makes two adapters of its own, which a pooled
+    session would only throw away (a third of the cost of a session, made once per
+    request), it mounts ``shared_adapter`` for both schemes.
+
+    It sets what ``requests.Session.__init__`` sets, to requests' own defaults;
+    should a version of requests set more (:func:`_lean_init_fits`), it runs that
+    ``__init__`` and mounts ``shared_adapter`` after."""
+
+    def __init__(self, *, shared_adapter: HTTPAdapter | None = None) -> None:
+        if shared_adapter is None or not _lean_init_fits():
+            super().__init__()
+            if shared_adapter is not None:
+                self.adapters.clear()
+                self.mount("https://", shared_adapter)
+                self.mount("http://", shared_adapter)
+            return
+        self.headers = requests.utils.default_headers()  # type: ignore[assignment]
+        self.auth = None
+        self.proxies = {}
+        self.hooks = requests.hooks.default_hooks()
+        self.params = {}
+        self.stream = False
+        self.verify = True
+        self.cert = None
+        self.max_redirects = requests.models.DEFAULT_REDIRECT_LIMIT
+        self.trust_env = True
+        self.cookies = requests.cookies.cookiejar_from_dict({})  # type: ignore[no-untyped-call]
+        self.adapters = OrderedDict()
+        self.mount("https://", shared_adapter)
+        self.mount("http://", shared_adapter)
+
+
+# Untyped to mypy, as OAuth2Session is: requests' stubs would hold the request()
+# of every subclass to requests.Session's signature.
+_SharedPool: t.Any = _SharedPoolSession
+
+
+class PooledOAuth2Session(OAuth2Session, _SharedPool):  # type: ignore[misc]
     """An :class:`~requests_oauthlib.OAuth2Session` that uses a shared connection
     pool, the environment as read once (:class:`Environment`) and a default timeout
     on every call."""
@@ -92,11 +159,8 @@ class PooledOAuth2Session(OAuth2Session):  # type: ignore[misc]
         environment: Environment | None = None,
         **kwargs: t.Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        # requests.Session made two private adapters; use the shared pool instead.
-        self.adapters.clear()
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
+        # OAuth2Session passes shared_adapter on to _SharedPoolSession.
+        super().__init__(*args, shared_adapter=adapter, **kwargs)
         self.default_timeout = timeout
         self.environment = environment or Environment()
         self.trust_env = False
@@ -346,19 +410,28 @@ def fetch_json(
 # ---------------------------------------------------------------- shared TTL cache
 
 
-@dataclass(frozen=True)
 class CacheEntry(t.Generic[T]):
     """A value of a :class:`SingleFlightCache` and when it expires (in the cache's
-    clock)."""
+    clock). Never changed once made: a reload makes a new one."""
 
-    value: T
-    expires_at: float
+    __slots__ = ("value", "expires_at")
+
+    def __init__(self, value: T, expires_at: float) -> None:
+        self.value = value
+        self.expires_at = expires_at
+
+    def __repr__(self) -> str:
+        return f"CacheEntry(value={self.value!r}, expires_at={self.expires_at!r})"
 
 
-@dataclass(frozen=True)
 class _Failure:
-    error_class: type[Exception]
-    message: str
+    """The outcome of a failed load, shared with the callers that waited for it."""
+
+    __slots__ = ("error_class", "message")
+
+    def __init__(self, error_class: type[Exception], message: str) -> None:
+        self.error_class = error_class
+        self.message = message
 
 
 class SingleFlightCache(t.Generic[T]):

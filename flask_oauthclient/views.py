@@ -61,7 +61,11 @@ def make_blueprint(provider: Provider, url_prefix: str) -> Blueprint:
         return redirect(flow.safe_next(request.form.get("next"), default))
 
     bp.add_url_rule("", "login", start, methods=["GET", "POST"])
-    bp.add_url_rule("/authorized", "authorized", authorized, methods=["GET"])
+    # A form_post provider answers by POST (login.complete refuses a GET then).
+    callback_methods = ["GET", "POST"]
+    if provider.config.get("response_mode") != "form_post":
+        callback_methods = ["GET"]
+    bp.add_url_rule("/authorized", "authorized", authorized, methods=callback_methods)
     bp.add_url_rule("/link", "link", link, methods=["POST"])
     bp.add_url_rule("/unlink", "unlink", unlink, methods=["POST"])
     return bp

@@ -12,6 +12,12 @@ REQUIRE_SERVICES = os.environ.get("FLASK_OAUTHCLIENT_REQUIRE_SERVICES") == "1"
 #: A PostgreSQL URL for the storage tests, e.g.
 #: ``postgresql+psycopg://postgres@127.0.0.1:5432/test``.
 POSTGRES_URL = os.environ.get("FLASK_OAUTHCLIENT_TEST_POSTGRES_URL")
+#: A MariaDB (or MySQL) URL for the storage tests, e.g.
+#: ``mysql+pymysql://root@127.0.0.1:3306/test``.
+MARIADB_URL = os.environ.get("FLASK_OAUTHCLIENT_TEST_MARIADB_URL")
+
+#: The ``database_url`` variants, by name.
+DATABASES = ("sqlite", "postgresql", "mariadb")
 
 
 def skip_or_fail(reason: str) -> None:
@@ -22,18 +28,35 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """Runs a test once on SQLite (a file, so several connections share it) and once
-    on PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'test.sqlite'}"
+def postgres_url() -> str:
+    """:data:`POSTGRES_URL`, or skip (fail under CI) when it is not set."""
     if not POSTGRES_URL:
         skip_or_fail(
             "PostgreSQL tests need FLASK_OAUTHCLIENT_TEST_POSTGRES_URL, e.g. "
             "postgresql+psycopg://postgres@127.0.0.1:5432/test"
         )
     return POSTGRES_URL  # type: ignore[return-value]
+
+
+def mariadb_url() -> str:
+    """:data:`MARIADB_URL`, or skip (fail under CI) when it is not set."""
+    if not MARIADB_URL:
+        skip_or_fail(
+            "MariaDB tests need FLASK_OAUTHCLIENT_TEST_MARIADB_URL, e.g. "
+            "mysql+pymysql://root@127.0.0.1:3306/test"
+        )
+    return MARIADB_URL  # type: ignore[return-value]
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """Runs a test once on SQLite (a file, so several connections share it), once on
+    PostgreSQL and once on MariaDB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite'}"
+    if request.param == "mariadb":
+        return mariadb_url()
+    return postgres_url()
 
 
 @pytest.fixture

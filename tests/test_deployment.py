@@ -1,7 +1,7 @@
 """The deployment of ``docs/deployment.rst``, tested: the example app
 (``example_app:create_app()``) under gunicorn with 4 worker processes, tokens in
-PostgreSQL, sessions in signed cookies with a fixed ``SECRET_KEY`` (or in Redis
-through Flask-Session), and the development provider served by the test.
+PostgreSQL (and MariaDB), sessions in signed cookies with a fixed ``SECRET_KEY`` (or
+in Redis through Flask-Session), and the development provider served by the test.
 
 A browser (a ``requests.Session`` following redirects) logs in through the provider;
 a login may start in one worker and come back to another. Then the access token
@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
+from conftest import mariadb_url
 from conftest import POSTGRES_URL
 from conftest import skip_or_fail
 from helpers.live_servers import Gunicorn
-from helpers.live_servers import postgres_schema
+from helpers.live_servers import server_database
 
 from example_app import db
 from example_app import OAuthToken
@@ -55,13 +56,25 @@ def database_url() -> t.Iterator[str]:
             "FLASK_OAUTHCLIENT_TEST_POSTGRES_URL, e.g. "
             "postgresql+psycopg://postgres@127.0.0.1:5432/test"
         )
-    with postgres_schema(t.cast(str, POSTGRES_URL), "deploy") as url:
-        engine = sa.create_engine(url)
-        try:
-            db.metadata.create_all(engine)
-        finally:
-            engine.dispose()
+    with server_database(t.cast(str, POSTGRES_URL), "deploy") as url:
+        _create_tables(url)
         yield url
+
+
+@pytest.fixture
+def mariadb_database_url() -> t.Iterator[str]:
+    """The same in a MariaDB database of the test's own."""
+    with server_database(mariadb_url(), "deploy") as url:
+        _create_tables(url)
+        yield url
+
+
+def _create_tables(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        db.metadata.create_all(engine)
+    finally:
+        engine.dispose()
 
 
 @dataclass
@@ -198,6 +211,21 @@ def load_profiles(
 
 @pytest.mark.slow
 def test_four_workers_on_postgresql(
+    dev: DevProvider, database_url: str, sessions: Sessions, tmp_path: Path
+) -> None:
+    four_workers(dev, database_url, sessions, tmp_path)
+
+
+@pytest.mark.slow
+def test_four_workers_on_mariadb(
+    dev: DevProvider, mariadb_database_url: str, tmp_path: Path
+) -> None:
+    """The same on MariaDB (a named lock and the row lock), sessions in cookies."""
+    cookies = Sessions("cookies", "example_app:create_app()", {}, lambda: None)
+    four_workers(dev, mariadb_database_url, cookies, tmp_path)
+
+
+def four_workers(
     dev: DevProvider, database_url: str, sessions: Sessions, tmp_path: Path
 ) -> None:
     server = Gunicorn(

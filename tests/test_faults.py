@@ -104,6 +104,10 @@ def table_locked(env: Env) -> t.Iterator[None]:
     try:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # the database's write lock
+        elif engine.dialect.name in ("mysql", "mariadb"):
+            # Readers pass; writers wait (lock_wait_timeout).
+            table = env.OAuthToken.__table__.name
+            conn.exec_driver_sql(f"LOCK TABLES `{table}` READ")
         else:
             conn.begin()
             table = env.OAuthToken.__table__.name
@@ -111,6 +115,8 @@ def table_locked(env: Env) -> t.Iterator[None]:
             conn.exec_driver_sql(f'LOCK TABLE "{table}" IN EXCLUSIVE MODE')
         yield
     finally:
+        if engine.dialect.name in ("mysql", "mariadb"):
+            conn.exec_driver_sql("UNLOCK TABLES")
         conn.rollback()
         conn.close()
 

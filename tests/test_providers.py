@@ -36,6 +36,7 @@ from flask_oauthclient.providers import Preset
 from flask_oauthclient.providers import preset_names
 
 OIDC = [
+    "apple",
     "auth0",
     "gitlab",
     "google",

@@ -408,6 +408,134 @@ def test_a_real_login_through_the_development_provider(
     )
 
 
+#: An app factory for the development provider tests: one provider, "dev",
+#: registered against the DevProvider given.
+DEV_APP = """
+import pytest
+from flask import Flask, jsonify
+from flask_login import LoginManager, UserMixin, login_required
+
+from flask_oauthclient import OAuth
+
+
+class User(UserMixin):
+    def __init__(self, id):
+        self.id = id
+
+
+def create_app(dev):
+    users = {}
+    oauth = OAuth()
+    oauth.register(
+        "dev",
+        client_id="dev-client",
+        client_secret="dev-secret",
+        server_metadata_url=dev.metadata_url,
+        scope=["openid", "profile", "offline_access"],
+        api_base_url=dev.issuer + "/",
+    )
+    oauth.on_login(
+        lambda p, token, info: users.setdefault(info["sub"], User(info["sub"]))
+    )
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=True, SECRET_KEY="test", OAUTHCLIENT_INSECURE_TRANSPORT=True
+    )
+    LoginManager(app).user_loader(users.get)
+    oauth.init_app(app)
+
+    @app.get("/api")
+    @login_required
+    def api():
+        return jsonify(oauth.dev.get("api/things").json())
+
+    return app
+"""
+
+
+def test_dev_login_at_a_provider_of_ones_own(pytester: pytest.Pytester) -> None:
+    """oauth_dev_login signs in at the DevProvider the login goes to, not only at
+    the session's oauth_dev_provider (it failed with "answered 200", the other
+    provider's sign-in page)."""
+    pytester.makeconftest(DEV_APP)
+    run(
+        pytester,
+        """
+        import pytest
+        from conftest import create_app
+        from flask_oauthclient.testing import DevProvider
+
+        @pytest.fixture(scope="module")
+        def own_provider():
+            # 60 s: tokens shorter than the refresh leeway (30 s) are another story.
+            provider = DevProvider(access_token_ttl=60, revoke_grant_on_reuse=True)
+            with provider.serve():
+                yield provider
+
+        def test_own(own_provider, oauth_dev_login):
+            client = create_app(own_provider).test_client()
+            r = oauth_dev_login(client, "dev", "carol", next="/api")
+            assert (r.status_code, r.headers["Location"]) == (302, "/api")
+            assert client.get("/api").json["sub"] == "carol"
+            assert own_provider.stats["token_authorization_code"] == 1
+            assert own_provider.auto_login is None  # put back
+
+        def test_both_in_one_test(own_provider, oauth_dev_provider, oauth_dev_login):
+            own = create_app(own_provider).test_client()
+            shared = create_app(oauth_dev_provider).test_client()
+            oauth_dev_login(own, "dev", "dave")
+            oauth_dev_login(shared, "dev", "erin")
+            assert own.get("/api").json["sub"] == "dave"
+            assert shared.get("/api").json["sub"] == "erin"
+
+        def test_dev_names_the_provider(own_provider, oauth_dev_login):
+            client = create_app(own_provider).test_client()
+            oauth_dev_login(client, "dev", "frank", dev=own_provider)
+            assert client.get("/api").json["sub"] == "frank"
+        """,
+        passed=3,
+    )
+
+
+def test_dev_login_where_no_dev_provider_is_served(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(DEV_APP)
+    output = run(
+        pytester,
+        """
+        from conftest import create_app
+        from flask_oauthclient.testing import DevProvider
+
+        def test_stopped(oauth_dev_login):
+            provider = DevProvider()
+            with provider.serve():
+                client = create_app(provider).test_client()
+                client.get("/login/dev")  # discovery, while it serves
+            oauth_dev_login(client, "dev", "gina")
+        """,
+        passed=0,
+        failed=1,
+    )
+    assert "where no DevProvider is served in this process" in output
+
+
+def test_served_at_finds_a_provider_while_it_serves() -> None:
+    from flask_oauthclient.testing import DevProvider
+
+    first, second = DevProvider(), DevProvider(issuer="http://localhost:1/realm")
+    with first.serve() as first_url, second.serve() as second_url:
+        assert DevProvider.served_at(first_url) is first
+        assert DevProvider.served_at(first_url + "/authorize?x=1") is first
+        assert DevProvider.served_at(first.metadata_url) is first
+        # Its issuer and the URL it is served at.
+        assert DevProvider.served_at("http://LOCALHOST:1/realm/authorize") is second
+        assert DevProvider.served_at(second_url + "/token") is second
+        assert DevProvider.served_at("http://localhost:1/realmless") is None
+        assert DevProvider.served_at("http://localhost:1/") is None
+        assert DevProvider.served_at("https://" + first_url[len("http://") :]) is None
+    assert DevProvider.served_at(first_url) is None
+    assert DevProvider.served_at("http://localhost:1/realm") is None
+
+
 def test_the_mock_is_removed_after_the_test(app: Flask) -> None:
     app.config["SERVER_NAME"] = "app.test"
     oauth = OAuth()
@@ -448,7 +576,7 @@ def test_the_examples_of_the_testing_docs(pytester: pytest.Pytester) -> None:
     for source in examples.glob("*.py"):
         (pytester.path / source.name).write_text(source.read_text())
     result = inner_run(pytester, subprocess=True)
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 def test_an_api_call_with_a_valid_token_needs_no_discovery(app: Flask) -> None:

@@ -23,13 +23,14 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import POSTGRES_URL
-from conftest import skip_or_fail
+from conftest import DATABASES
+from conftest import mariadb_url
+from conftest import postgres_url
 from flask import Flask
 from helpers.live_servers import Gunicorn
 from helpers.live_servers import log_in
-from helpers.live_servers import postgres_schema
 from helpers.live_servers import serve_in_thread
+from helpers.live_servers import server_database
 from helpers.storm_app import create_app
 from helpers.storm_app import db
 from helpers.storm_app import digest
@@ -54,30 +55,29 @@ def dev() -> t.Iterator[DevProvider]:
         yield provider
 
 
-def _postgres_url() -> str:
-    if not POSTGRES_URL:
-        skip_or_fail(
-            "The refresh storm tests on PostgreSQL need "
-            "FLASK_OAUTHCLIENT_TEST_POSTGRES_URL, e.g. "
-            "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        )
-    return t.cast(str, POSTGRES_URL)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> t.Iterator[str]:
-    """A SQLite file, or a PostgreSQL schema of the test's own (dropped after)."""
+    """A SQLite file, or a PostgreSQL schema or MariaDB database of the test's own
+    (dropped after)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'storm.sqlite'}"
         return
-    with postgres_schema(_postgres_url(), "storm") as url:
+    with _server_database(request.param) as url:
         yield url
 
 
-@pytest.fixture
-def postgres_url() -> t.Iterator[str]:
-    with postgres_schema(_postgres_url(), "storm") as url:
+@pytest.fixture(params=[name for name in DATABASES if name != "sqlite"])
+def server_url(request: pytest.FixtureRequest) -> t.Iterator[str]:
+    """A PostgreSQL schema or MariaDB database of the test's own."""
+    with _server_database(request.param) as url:
         yield url
+
+
+@contextmanager
+def _server_database(name: str) -> t.Iterator[str]:
+    url = mariadb_url() if name == "mariadb" else postgres_url()
+    with server_database(url, "storm") as scoped:
+        yield scoped
 
 
 @contextmanager
@@ -307,13 +307,13 @@ def test_revoked_refresh_token_sends_the_browser_to_login(
 
 
 def test_a_pool_smaller_than_the_threads_only_queues(
-    dev: DevProvider, postgres_url: str
+    dev: DevProvider, server_url: str
 ) -> None:
     """8 requests at once share 4 connections (no overflow); each view works with
     its database session for 0.3 s, then calls the API. They should queue for the
     pool (two rounds, about 0.7 s), not time out."""
     pool = {"pool_size": 4, "max_overflow": 0, "pool_timeout": 3}
-    with local_app(dev, postgres_url, {"SQLALCHEMY_ENGINE_OPTIONS": pool}) as app:
+    with local_app(dev, server_url, {"SQLALCHEMY_ENGINE_OPTIONS": pool}) as app:
         with serve_in_thread(app) as base_url:
             with logged_in(base_url, dev, "alice") as alice:
                 dev.reset_stats()
@@ -370,12 +370,13 @@ def _storm_in_processes(
 
 
 @pytest.mark.slow
-def test_worker_processes_refresh_once_postgresql(
-    dev: DevProvider, postgres_url: str, tmp_path: Path
+def test_worker_processes_refresh_once_on_a_server(
+    dev: DevProvider, server_url: str, tmp_path: Path
 ) -> None:
-    """4 gunicorn workers (4 threads each) on PostgreSQL: the row lock makes one
-    refresh of all 16 requests, none fails."""
-    _storm_in_processes(dev, postgres_url, tmp_path, workers=4)
+    """4 gunicorn workers (4 threads each) on PostgreSQL (an advisory lock and the
+    row lock) and on MariaDB (a named lock and the row lock): one refresh of all 16
+    requests, none fails."""
+    _storm_in_processes(dev, server_url, tmp_path, workers=4)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""SQLAlchemyStorage and OAuthTokenMixin, on SQLite (a file) and PostgreSQL."""
+"""SQLAlchemyStorage and OAuthTokenMixin, on SQLite (a file), PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
@@ -242,7 +242,7 @@ def test_write_is_independent_of_the_view_transaction(env: Env) -> None:
     (alice,) = add_users(env, "alice")
     with logged_in(env, alice):
         env.db.session.add(env.User(name="pending"))
-        if env.db.engine.dialect.name == "postgresql":
+        if env.db.engine.dialect.name != "sqlite":
             # On SQLite a flush would take the database's write lock (see
             # test_sqlite_refuses_to_wait_for_its_own_session).
             env.db.session.flush()
@@ -264,7 +264,20 @@ def test_token_survives_the_end_of_the_request(env: Env) -> None:
     assert env.storage.get("google", user=alice) == token("a1")
 
 
-def test_session_does_not_serve_a_stale_row(env: Env) -> None:
+def test_session_does_not_serve_a_stale_row(database_url: str) -> None:
+    """The session's copies of a row are expired by a write. (On MySQL and MariaDB
+    the app's session reads them again fresh only at READ COMMITTED, as
+    docs/storage.rst recommends: at their default, REPEATABLE READ, a transaction
+    keeps reading the snapshot of its first read.)"""
+    options = {}
+    if database_url.startswith(("mysql", "mariadb")):
+        options["isolation_level"] = "READ COMMITTED"
+    env = make_env(database_url, uuid.uuid4().hex[:12], engine_options=options)
+    with created(env):
+        _session_does_not_serve_a_stale_row(env)
+
+
+def _session_does_not_serve_a_stale_row(env: Env) -> None:
     (alice,) = add_users(env, "alice")
     env.storage.set("google", token("a1"), user=alice)
     row = env.db.session.execute(sa.select(env.OAuthToken)).scalar_one()
@@ -522,8 +535,8 @@ def test_storage_error_when_the_table_is_gone(env: Env) -> None:
 def test_storage_error_when_the_database_is_unreachable(database_url: str) -> None:
     if database_url.startswith("sqlite"):
         bad_url = "sqlite:////nonexistent-directory/test.sqlite"
-    else:
-        bad_url = "postgresql+psycopg://postgres@127.0.0.1:1/test"
+    else:  # the same server, at a port where nothing listens
+        bad_url = sa.make_url(database_url).set(port=1).render_as_string(False)
     env = make_env(bad_url, "unreachable")
     user = env.User(id=1, name="alice")
     with env.app.app_context():
@@ -550,6 +563,93 @@ def test_portable_upsert_path(env: Env, monkeypatch: pytest.MonkeyPatch) -> None
     with env.storage.lock("corp", user=alice) as locked:
         locked.save(token("a3"))
     assert [(r["user_id"], r["token"]) for r in rows(env)] == [(alice.id, token("a3"))]
+
+
+# -- the storage's own engine ---------------------------------------------------------
+
+
+def test_the_storage_pools_connections_of_its_own(env: Env) -> None:
+    """Writes and locks run on the storage's engine, whose small pool reuses its
+    connections, with their wait set once per connection; the app's engine sees
+    none of those statements, and disposing of it disposes of the storage's."""
+    (alice,) = add_users(env, "alice")
+    own = env.storage._engine()
+    assert own is not env.db.engine
+    connects: list[object] = []
+    own_statements: list[str] = []
+    app_statements: list[str] = []
+
+    def on_own(conn: t.Any, cursor: t.Any, statement: str, *args: t.Any) -> None:
+        own_statements.append(statement)
+
+    def on_app(conn: t.Any, cursor: t.Any, statement: str, *args: t.Any) -> None:
+        app_statements.append(statement)
+
+    sa.event.listen(own, "connect", lambda *args: connects.append(args))
+    sa.event.listen(own, "before_cursor_execute", on_own)
+    sa.event.listen(env.db.engine, "before_cursor_execute", on_app)
+    try:
+        for i in range(3):
+            env.storage.set("google", token(f"a{i}"), user=alice)
+            with env.storage.lock("google", user=alice) as locked:
+                locked.save(token(f"b{i}"))
+            env.storage.delete("google", user=alice)
+    finally:
+        sa.event.remove(env.db.engine, "before_cursor_execute", on_app)
+    assert len(connects) <= 1  # one connection, reused
+    settings = [
+        s
+        for s in own_statements
+        if s.startswith(("PRAGMA busy_timeout", "SET SESSION"))
+    ]
+    assert len(settings) <= 1  # made once per connection (PostgreSQL: SET LOCAL)
+    table = env.OAuthToken.__table__.name
+    assert [s for s in own_statements if s.startswith("INSERT") and table in s]
+    assert not [s for s in app_statements if table in s and "SELECT" not in s]
+    assert own.pool.checkedout() == 0
+    env.db.engine.dispose()
+    assert own.pool.checkedin() == 0  # disposed of along with the app's
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["row", "no-row"])
+def test_lock_gives_up_after_lock_timeout(env: Env, stored: bool) -> None:
+    """Another holder keeps the token locked: lock() (and, when the row exists, a
+    plain write) waits lock_timeout, then fails with StorageError, nothing
+    written."""
+    (alice,) = add_users(env, "alice")
+    if stored:
+        env.storage.set("google", token("old"), user=alice)
+    impatient = SQLAlchemyStorage(
+        env.OAuthToken, env.db.session, user=lambda: None, lock_timeout=0.5
+    )
+    holding = threading.Event()
+    done = threading.Event()
+
+    def holder() -> None:
+        with env.app.app_context(), env.storage.lock("google", user=alice):
+            holding.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert holding.wait(5)
+        start = time.monotonic()
+        with pytest.raises(StorageError):
+            with impatient.lock("google", user=alice):
+                pass  # pragma: no cover - never reached
+        if stored:
+            with pytest.raises(StorageError):
+                impatient.set("google", token("new"), user=alice)
+        # Whole seconds on MariaDB, rounded up.
+        assert time.monotonic() - start < 4
+    finally:
+        done.set()
+        thread.join(10)
+    expected = token("old") if stored else None
+    assert env.storage.get("google", user=alice) == expected
+    with impatient.lock("google", user=alice) as locked:  # free again
+        assert locked.token == expected
 
 
 # -- lock(): single flight ------------------------------------------------------------

@@ -4,6 +4,10 @@ test-only endpoints the runner needs.
 ``GET /_bench/info``
     The worker's pid, so the runner can read its memory. Every response also
     carries it in ``X-Bench-Pid``, so the storms can count the workers they reach.
+``GET /_bench/modules``
+    The names of the modules the worker has loaded (``sys.modules``), and, when the
+    worker runs with tracemalloc on (``PYTHONTRACEMALLOC``), the memory allocated so
+    far by the code of each top-level package: what the memory scenario reports.
 ``POST /_bench/expire``
     Mark the logged-in user's stored token expired (``expires_at`` in the past), as
     if its lifetime had run out. Each app does it on its own token storage, the way
@@ -14,6 +18,7 @@ test-only endpoints the runner needs.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import typing as t
 
@@ -85,6 +90,12 @@ def install(app: Flask, expire: t.Callable[[], bool] | None = None) -> None:
     def bench_info() -> t.Any:
         return jsonify(pid=os.getpid())
 
+    @app.get("/_bench/modules")
+    def bench_modules() -> t.Any:
+        return jsonify(
+            pid=os.getpid(), modules=sorted(sys.modules), traced=traced_by_package()
+        )
+
     if expire is not None:
 
         @app.post("/_bench/expire")
@@ -92,6 +103,37 @@ def install(app: Flask, expire: t.Callable[[], bool] | None = None) -> None:
             if not expire():
                 return jsonify(error="no token"), 404
             return jsonify(expired=True)
+
+
+def traced_by_package() -> dict[str, int] | None:
+    """Bytes allocated and still alive, by the top-level package of the code that
+    allocated them (the innermost frame), or ``None`` when tracemalloc is off."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return None
+    out: dict[str, int] = {}
+    for stat in tracemalloc.take_snapshot().statistics("filename"):
+        package = _package(stat.traceback[0].filename)
+        out[package] = out.get(package, 0) + stat.size
+    return out
+
+
+def _package(filename: str) -> str:
+    """``sqlalchemy`` for ``.../site-packages/sqlalchemy/orm/query.py``; the
+    standard library's modules count as ``stdlib``, the rest as ``<other>``."""
+    if filename.startswith("<"):
+        return "<frozen>" if "frozen" in filename else filename
+    parts = filename.replace(os.sep, "/").split("/")
+    if "site-packages" in parts:
+        rest = parts[parts.index("site-packages") + 1 :]
+        return rest[0].removesuffix(".py") if rest else "<other>"
+    for name in ("flask_oauthclient", "benchmarks"):
+        if name in parts:
+            return name
+    if "lib" in parts and any(p.startswith("python3") for p in parts):
+        return "stdlib"
+    return "<other>"
 
 
 def userinfo_response(response: t.Any) -> t.Any:

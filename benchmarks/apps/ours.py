@@ -1,6 +1,7 @@
 """Flask-OAuthClient, written as its quick start shows: ``oauth.register`` with
 discovery, ``SQLAlchemyStorage`` on an ``OAuthTokenMixin`` model, Flask-Login, an
-``on_login`` handler that finds or creates the user by (issuer, subject)."""
+``on_login`` handler that finds a returning user with ``provider.find_user`` (by
+issuer and subject) or creates one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from flask_login import login_required
 from flask_login import LoginManager
 from flask_login import UserMixin
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import select
 
 from benchmarks.apps import _bench
 from flask_oauthclient import OAuth
@@ -52,13 +52,11 @@ def load_user(user_id: str) -> User | None:
 
 @oauth.on_login
 def find_or_create_user(provider: t.Any, token: t.Any, userinfo: t.Any) -> User:
-    known = db.session.scalar(
-        select(OAuthToken).filter_by(
-            provider=provider.name, issuer=userinfo["iss"], subject=userinfo["sub"]
-        )
-    )
+    # As the quick start: a returning user is found by the provider's identity
+    # (issuer, subject).
+    known = provider.find_user(userinfo)
     if known is not None:
-        return known.user  # type: ignore[no-any-return]
+        return known  # type: ignore[no-any-return]
     user = User(name=userinfo.get("name"))
     db.session.add(user)
     db.session.commit()

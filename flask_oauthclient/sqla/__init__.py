@@ -10,10 +10,13 @@
     storage = SQLAlchemyStorage(OAuthToken, db.session, user=lambda: current_user)
 
 Token writes never ride on the view's transaction: each one runs in a transaction of
-its own, on a connection of its own, and is committed before the method returns. The
-view's pending work is neither committed nor rolled back by the storage, and a view
-that rolls back later does not lose the token. (The exception is an in-memory SQLite
-database, where everyone shares one connection: see :class:`SQLAlchemyStorage`.)
+its own, on a connection of its own, and is committed before the method returns, so a
+view that rolls back later does not lose the token. The view's pending work is
+neither committed nor rolled back by the storage, except where the token depends on
+it: a user not committed yet, and what ``on_login`` changed at a login are committed
+first (see :meth:`SQLAlchemyStorage.set`). (On an in-memory SQLite database, where
+everyone shares one connection, a token write commits the view's transaction: see
+:class:`SQLAlchemyStorage`.)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The database side of :meth:`.SQLAlchemyStorage.lock`: a token row held in a
 transaction of its own (PostgreSQL: an advisory lock plus ``SELECT ... FOR UPDATE``;
-SQLite: ``BEGIN IMMEDIATE``; others: ``SELECT ... FOR UPDATE``), and the tokens
-each thread holds."""
+MySQL and MariaDB: ``GET_LOCK`` plus ``SELECT ... FOR UPDATE``; SQLite: ``BEGIN
+IMMEDIATE``), and the tokens each thread holds."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typing as t
 
 import sqlalchemy as sa
 
+from ..errors import StorageError
 from ..tokens import Token
 from .failures import database_errors
 from .rows import TokenRows
@@ -84,6 +85,9 @@ class HeldToken:
         self.native_upsert = native_upsert
         self.written = written
         self.tx: Transaction | None = None
+        #: Whether this holder has the MySQL/MariaDB named lock (GET_LOCK), which
+        #: belongs to the connection, not to the transaction.
+        self._named_lock = False
 
     def acquire(self) -> Token | None:
         """Take the lock and read the token under it."""
@@ -108,13 +112,34 @@ class HeldToken:
             # still matters: it makes plain set() and delete() wait for the holder.
             key = sa.cast(sa.literal(self._advisory_key()), sa.BigInteger)
             tx.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+        elif tx.mysql and not self._named_lock:
+            # The same for MySQL and MariaDB (whose FOR UPDATE locks no gap at
+            # READ COMMITTED): a named lock, held by the connection until
+            # release(), or until the connection closes (a dead holder's does).
+            got = tx.conn.execute(
+                sa.select(sa.func.get_lock(self._lock_name(tx), self.timeout))
+            ).scalar()
+            if got != 1:
+                raise StorageError(
+                    f"Could not lock the {self.provider!r} token: another holder"
+                    f" kept it longer than {self.timeout:g} s."
+                )
+            self._named_lock = True
 
-    def _advisory_key(self) -> int:
+    def _digest(self, *parts: str) -> bytes:
         # Python's hash() differs between processes; every process must agree.
         table = self.rows.table
-        name = f"{table.fullname}\0{self.provider}\0{self.user_id}"
-        digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big", signed=True)
+        name = "\0".join((table.fullname, self.provider, str(self.user_id), *parts))
+        return hashlib.blake2b(name.encode(), digest_size=8).digest()
+
+    def _advisory_key(self) -> int:
+        return int.from_bytes(self._digest(), "big", signed=True)
+
+    def _lock_name(self, tx: Transaction) -> str:
+        # Named locks are server-wide: the database is part of the name, and
+        # names are at most 64 characters.
+        database = tx.conn.engine.url.database or ""
+        return f"flask_oauthclient:{self._digest(database).hex()}"
 
     def save(self, token: t.Mapping[str, t.Any]) -> None:
         token = dict(token)
@@ -151,7 +176,20 @@ class HeldToken:
         """Release the lock. Every write was committed when made, so what is left
         is only the lock itself: roll back."""
         tx, self.tx = self.tx, None
-        if tx is not None:
+        if tx is None:
+            return
+        try:
             if tx.active:
                 tx.rollback_quietly()
+            if self._named_lock:
+                self._named_lock = False
+                try:
+                    tx.conn.execute(
+                        sa.select(sa.func.release_lock(self._lock_name(tx)))
+                    )
+                    tx.conn.rollback()
+                except Exception:
+                    # Closing the connection releases the lock.
+                    tx.invalidate()
+        finally:
             tx.close()

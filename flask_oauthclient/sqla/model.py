@@ -9,6 +9,7 @@ from datetime import timezone
 
 import sqlalchemy as sa
 from sqlalchemy import orm as sa_orm
+from sqlalchemy.dialects import mysql
 
 from ..errors import ConfigurationError
 
@@ -20,6 +21,15 @@ __all__ = ["OAuthTokenMixin", "utcnow"]
 _OptionalStr = t.Optional[str]
 _OptionalDateTime = t.Optional[datetime]
 _OptionalJSON = t.Optional[dict[str, t.Any]]
+
+
+def _timestamp() -> sa.types.TypeEngine[datetime]:
+    """A point in time, in UTC. MySQL's and MariaDB's ``DATETIME`` drops the
+    fraction of a second unless told to keep it (``fsp``): they get microseconds,
+    as PostgreSQL and SQLite have them."""
+    return sa.DateTime(timezone=True).with_variant(
+        mysql.DATETIME(timezone=True, fsp=6), "mysql", "mariadb"
+    )
 
 
 def utcnow() -> datetime:
@@ -74,13 +84,13 @@ class OAuthTokenMixin:
     #: When the access token expires, in UTC; ``None`` when the token doesn't say.
     #: Kept for queries ("tokens expiring soon"); the storage reads the token itself.
     expires_at: sa_orm.Mapped[_OptionalDateTime] = sa_orm.mapped_column(
-        sa.DateTime(timezone=True), index=True
+        _timestamp(), index=True
     )
     created_at: sa_orm.Mapped[datetime] = sa_orm.mapped_column(
-        sa.DateTime(timezone=True), nullable=False, default=utcnow
+        _timestamp(), nullable=False, default=utcnow
     )
     updated_at: sa_orm.Mapped[datetime] = sa_orm.mapped_column(
-        sa.DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
+        _timestamp(), nullable=False, default=utcnow, onupdate=utcnow
     )
 
     @sa_orm.declared_attr.directive

@@ -148,6 +148,33 @@ class TokenRows:
         else:
             conn.execute(sa.update(self.table).where(*where).values(changes))
 
+    def link(
+        self,
+        conn: sa.Connection,
+        provider: str,
+        user_id: t.Any,
+        identity: Identity | None,
+    ) -> None:
+        """Make sure the row of ``(provider, user_id)`` exists: insert it, without a
+        token, when it doesn't. Written in the app's transaction when the user is new
+        in it (see :meth:`.SQLAlchemyStorage.set`); the token follows separately."""
+        if self.linked(conn, provider, user_id):
+            return
+        c = self.table.c
+        now = utcnow()
+        values: dict[str, t.Any] = {
+            c.provider.key: provider,
+            self.user_column.key: user_id,
+            c.token.key: None,
+            c.expires_at.key: None,
+            c.created_at.key: now,
+            c.updated_at.key: now,
+        }
+        if identity is not None:
+            values[c.issuer.key] = identity.issuer
+            values[c.subject.key] = identity.subject
+        conn.execute(sa.insert(self.table).values(values))
+
     def delete(self, conn: sa.Connection, provider: str, user_id: t.Any) -> None:
         # Keep the row: it is the link between the provider identity and the user.
         conn.execute(

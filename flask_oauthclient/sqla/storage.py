@@ -21,6 +21,9 @@ from ..storage.base import CURRENT_USER
 from ..storage.base import LockedToken
 from ..tokens import Identity
 from ..tokens import Token
+from .app_session import has_uncommitted_work
+from .app_session import is_uncommitted
+from .app_session import watch
 from .failures import database_errors
 from .failures import storage_error
 from .locking import HeldToken
@@ -29,6 +32,7 @@ from .reencrypt import reencrypt_tokens
 from .rows import supports_native_upsert
 from .rows import TokenRows
 from .transactions import engine_for_writes
+from .transactions import is_mysql
 from .transactions import refuse_self_deadlock
 from .transactions import run_in_transaction
 from .transactions import run_on_shared_connection
@@ -45,8 +49,10 @@ class SQLAlchemyStorage(BaseStorage):
 
     :param model: the app's token model, a subclass of :class:`OAuthTokenMixin`.
     :param session: the app's session, usually Flask-SQLAlchemy's ``db.session``. The
-        storage only uses it to find the engine and to hand out objects
-        (:meth:`find_user`); it never flushes or commits it.
+        storage uses it to find the engine, to read (except on MySQL and MariaDB) and
+        to hand out objects (:meth:`find_user`). It flushes and commits it only when
+        a token can't be stored otherwise: for a user not committed yet, and at a
+        login whose ``on_login`` left changes in it (see :meth:`set`).
     :param user: a callable returning the current user, e.g.
         ``lambda: current_user``. A user whose ``is_authenticated`` is false is
         anonymous.
@@ -91,6 +97,8 @@ class SQLAlchemyStorage(BaseStorage):
             rows.mapper, rows.user_column, rows.user_attr, user, user_id
         )
         self._holds = ThreadHolds()
+        #: Whether the session's flushes are recorded (what on_login inserted).
+        self._watched = watch(session)
 
     # -- the storage protocol ---------------------------------------------------------
 
@@ -98,8 +106,9 @@ class SQLAlchemyStorage(BaseStorage):
         """Return the token stored for ``provider`` and ``user``, or ``None``; always
         ``None`` for an anonymous user.
 
-        The token is read on a connection of its own, so the value is the committed
-        one, whatever the view's session holds.
+        The token is read with a statement of its own, not through the session's
+        objects, so the value is the latest committed one, whatever the view's
+        session holds.
         """
         user_id = self._users.resolve(user)
         if user_id is None:
@@ -118,15 +127,33 @@ class SQLAlchemyStorage(BaseStorage):
     ) -> None:
         """Store ``token`` for ``provider`` and ``user``, replacing the one stored
         before (an upsert on ``(provider, user_id)``). The write is committed when
-        this returns, independently of the view's session.
+        this returns, independently of the view's session, with two exceptions,
+        where the session's work must be committed for the token to be stored:
+
+        - ``user`` is not committed yet: added to the session (pending), or
+          inserted by a flush of its current transaction, such as a new user
+          ``on_login`` added and flushed;
+        - at a login (``identity`` given), the session holds uncommitted changes:
+          what ``on_login`` did, such as a returning user's profile brought up to
+          date.
+
+        Then the session is flushed and, for a user not committed yet, the row
+        linking ``identity`` to the user (without the token) is written in the
+        session's transaction; the session is committed, and the token written as
+        always. If anything fails before that commit, the session is rolled back:
+        neither the user nor the token is stored.
 
         :param identity: the user's identity at the provider, stored in ``issuer``
             and ``subject``; left unchanged when ``None``.
         :raise UserRequired: there is no user (unless ``anonymous_ok``).
         :raise IdentityInUse: ``identity`` is linked to another user.
         :raise ~flask_oauthclient.errors.StorageError: the database failed; nothing
-            was written.
+            was written (except, when the session was committed first, what it
+            held).
         """
+        session = self._current_session()
+        if session is not None and self._must_commit_first(session, user, identity):
+            self._commit_first(session, provider, user, identity)
         user_id = self._users.resolve(user)
         if user_id is None:
             self._no_user(provider)
@@ -201,9 +228,10 @@ class SQLAlchemyStorage(BaseStorage):
         The threads of this process queue on a lock in memory; the holder then takes
         a lock in the database, on a connection of its own, and re-reads the token
         under it. PostgreSQL: a transaction-scoped advisory lock on ``(table,
-        provider, user)`` plus ``SELECT ... FOR UPDATE`` on the row; SQLite:
-        ``BEGIN IMMEDIATE`` (the database's write lock); others: ``SELECT ... FOR
-        UPDATE``.
+        provider, user)`` plus ``SELECT ... FOR UPDATE`` on the row; MySQL and
+        MariaDB: a named lock (``GET_LOCK``) on the same, held until the block
+        ends, plus ``SELECT ... FOR UPDATE``; SQLite: ``BEGIN IMMEDIATE`` (the
+        database's write lock).
 
         :meth:`LockedToken.save` and :meth:`LockedToken.delete` write in the locked
         transaction and commit it: the new token is durable when they return (a
@@ -312,6 +340,55 @@ class SQLAlchemyStorage(BaseStorage):
 
     # -- internals --------------------------------------------------------------------
 
+    def _must_commit_first(
+        self, session: sa_orm.Session, user: t.Any, identity: Identity | None
+    ) -> bool:
+        """Whether :meth:`set` must commit the app's session before the token."""
+        obj = self._users.instance(user)
+        if obj is not None and is_uncommitted(session, obj):
+            return True
+        return identity is not None and has_uncommitted_work(
+            session, watched=self._watched
+        )
+
+    def _commit_first(
+        self,
+        session: sa_orm.Session,
+        provider: str,
+        user: t.Any,
+        identity: Identity | None,
+    ) -> None:
+        """Commit the app's session, with the identity link of a user it created:
+        the first step of :meth:`set` when the session holds what the token
+        depends on. On failure, the session is rolled back."""
+        obj = self._users.instance(user)
+        new_user = obj is not None and is_uncommitted(session, obj)
+        try:
+            with database_errors("store", provider):
+                session.flush()  # a pending user gets its id
+            user_id = self._users.resolve(user)
+            if new_user and user_id is not None:
+                # The link goes with the user: a failure after the commit leaves
+                # a user the next login finds by identity, never an orphan.
+                conn = session.connection(bind_arguments={"mapper": self.model})
+                with database_errors("store", provider, integrity=False):
+                    self._rows.link(conn, provider, user_id, identity)
+            with database_errors("store", provider):
+                session.commit()
+        except sa_exc.IntegrityError as exc:
+            _rollback_quietly(session)
+            if identity is not None:
+                owner = self._identity_owner(provider, identity)
+                if owner is not None:
+                    raise IdentityInUse(
+                        f"The {provider!r} identity is linked to another user;"
+                        " neither the user nor the token was stored."
+                    ) from None
+            raise storage_error("store", provider, exc) from None
+        except BaseException:
+            _rollback_quietly(session)
+            raise
+
     #: Whether writes use the database's ``INSERT ... ON CONFLICT``, by engine.
     _native_upsert = staticmethod(supports_native_upsert)
 
@@ -330,14 +407,22 @@ class SQLAlchemyStorage(BaseStorage):
 
     @contextmanager
     def _connect(self) -> t.Iterator[sa.Connection]:
-        """A connection for reading: the view's own.
+        """A connection for reading: the view's own, except on MySQL and MariaDB.
 
         The view already holds it (Flask-Login loaded the user through it), so a
         read costs no second connection. Writes and locks use connections of their
         own (:meth:`_engine`) and commit before they return, so a read here sees
         them: each statement reads the latest committed data on PostgreSQL (READ
-        COMMITTED), and pysqlite begins no transaction for a SELECT.
+        COMMITTED), and pysqlite begins no transaction for a SELECT. MySQL and
+        MariaDB default to REPEATABLE READ, where the view's transaction would keep
+        reading the snapshot of its first read: there, reads take a connection of
+        the storage's engine (pooled, at READ COMMITTED).
         """
+        bind = self.session.get_bind(mapper=self.model).engine
+        if is_mysql(bind):
+            with engine_for_writes(bind).connect() as conn:
+                yield conn
+            return
         yield self.session.connection(bind_arguments={"mapper": self.model})
 
     def _in_transaction(self, work: t.Callable[[sa.Connection], _T]) -> _T:
@@ -386,3 +471,12 @@ class SQLAlchemyStorage(BaseStorage):
 
 def _nothing() -> None:
     pass
+
+
+def _rollback_quietly(session: sa_orm.Session) -> None:
+    """Roll the app's session back after a failed write; a failure here (the
+    database is gone) must not hide the first one."""
+    try:
+        session.rollback()
+    except Exception:  # pragma: no cover - the connection is gone already
+        pass

@@ -1,10 +1,12 @@
-"""The storage's transactions: an engine of its own for writes and locks, and
-transactions on it whose writes wait for other writers rather than fail (SQLite:
-``BEGIN IMMEDIATE`` and ``busy_timeout``; PostgreSQL: ``lock_timeout``, READ
-COMMITTED)."""
+"""The storage's transactions: an engine of its own for writes and locks (and, on
+MySQL and MariaDB, reads), with a small pool of its own, and transactions on it
+whose writes wait for other writers rather than fail (SQLite: ``BEGIN IMMEDIATE``
+and ``busy_timeout``; PostgreSQL: ``lock_timeout``; MySQL and MariaDB:
+``innodb_lock_wait_timeout`` and ``lock_wait_timeout``; READ COMMITTED on both)."""
 
 from __future__ import annotations
 
+import math
 import threading
 import typing as t
 import weakref
@@ -17,6 +19,7 @@ from ..errors import ConfigurationError
 __all__ = [
     "Transaction",
     "engine_for_writes",
+    "is_mysql",
     "refuse_self_deadlock",
     "run_in_transaction",
     "run_on_shared_connection",
@@ -31,22 +34,46 @@ _own_engines: weakref.WeakKeyDictionary[sa.Engine, sa.Engine] = (
 )
 _own_engines_lock = threading.Lock()
 
+#: Idle connections the storage's engine keeps, where it only writes and locks.
+WRITE_POOL_SIZE = 2
+
+#: ``Connection.info`` keys: the wait a connection of the storage's engine is set
+#: to (the settings stay with the connection, which only the storage uses).
+_BUSY_TIMEOUT = "flask_oauthclient.busy_timeout_ms"
+_LOCK_WAIT = "flask_oauthclient.lock_wait_s"
+
 
 def shares_one_connection(engine: sa.Engine) -> bool:
     """Whether everyone uses one connection (in-memory SQLite)."""
     return isinstance(engine.pool, (sa.pool.StaticPool, sa.pool.SingletonThreadPool))
 
 
-def engine_for_writes(bind: sa.Engine) -> sa.Engine:
-    """The engine of the storage's writes and locks, for the app's engine ``bind``.
+def is_mysql(engine: sa.Engine | sa.Connection) -> bool:
+    """Whether ``engine`` talks to MySQL or MariaDB (SQLAlchemy names the dialect
+    ``mysql`` or ``mariadb`` after the URL's scheme)."""
+    return engine.dialect.name in ("mysql", "mariadb")
 
-    It reaches the app's database with the app's connection settings, but
-    opens a connection per write and closes it after the commit: a view
-    already holds one of the app's pooled connections when it writes a token,
-    so borrowing a second one from the same pool could leave as many threads
-    as connections waiting for each other; and a pool of its own would double
-    the idle connections each worker keeps. Writes are rare (a login, a
-    refresh, a logout); reads use the view's connection.
+
+def engine_for_writes(bind: sa.Engine) -> sa.Engine:
+    """The engine of the storage's writes and locks (and reads, on MySQL and
+    MariaDB), for the app's engine ``bind``.
+
+    It reaches the app's database with the app's connection settings (see
+    :func:`_connection_factory`), through a small pool of its own, which never
+    makes anyone wait: it keeps a few idle connections and opens more when more
+    are needed at once, closing those when they are returned. A view already holds
+    one of the app's pooled connections when it writes a token, so borrowing a
+    second one from the app's pool could leave as many threads as connections
+    waiting for each other.
+
+    The pool keeps :data:`WRITE_POOL_SIZE` connections where it only writes and
+    locks (a login, a refresh, a logout); on MySQL and MariaDB, where it reads
+    too, as many as the app's pool. An app without a pool (``NullPool``, behind
+    PgBouncer say) gets none here either.
+
+    Its connections are at READ COMMITTED (PostgreSQL, MySQL, MariaDB); SQLite's
+    leave transactions to :class:`Transaction` (``BEGIN IMMEDIATE``). Disposing of
+    the app's engine disposes of it too.
 
     On an in-memory SQLite database, which has one connection for everyone, that is
     ``bind`` itself.
@@ -58,16 +85,68 @@ def engine_for_writes(bind: sa.Engine) -> sa.Engine:
         with _own_engines_lock:
             own = _own_engines.get(bind)
             if own is None:
-                own = _own_engines[bind] = sa.create_engine(
-                    bind.url,
-                    poolclass=sa.pool.NullPool,
-                    creator=_connection_factory(bind.pool),
-                    logging_name="flask_oauthclient",
-                    # Statement parameters carry tokens: keep them out of
-                    # error messages and logs.
-                    hide_parameters=True,
-                )
+                own = _own_engines[bind] = _create_own_engine(bind)
     return own
+
+
+def _create_own_engine(bind: sa.Engine) -> sa.Engine:
+    app_pool = bind.pool
+    options: dict[str, t.Any] = {}
+    if isinstance(app_pool, sa.pool.NullPool):
+        options["poolclass"] = sa.pool.NullPool
+    else:
+        size = WRITE_POOL_SIZE
+        if is_mysql(bind) and isinstance(app_pool, sa.pool.QueuePool):
+            size = max(size, app_pool.size())
+        options.update(
+            poolclass=sa.pool.QueuePool,
+            pool_size=size,
+            # Never wait for a connection: open one more instead.
+            max_overflow=-1,
+            # As the app does: a stale connection is found before it fails.
+            pool_pre_ping=bool(getattr(app_pool, "_pre_ping", False)),
+            pool_recycle=int(getattr(app_pool, "_recycle", -1)),
+        )
+    if bind.dialect.name != "sqlite":
+        # Under REPEATABLE READ (MySQL's default) the re-read after a lock would
+        # see the snapshot from before the other holder's commit.
+        options["isolation_level"] = "READ COMMITTED"
+    own = sa.create_engine(
+        bind.url,
+        creator=_connection_factory(app_pool),
+        logging_name="flask_oauthclient",
+        # Statement parameters carry tokens: keep them out of error messages and
+        # logs.
+        hide_parameters=True,
+        **options,
+    )
+    if bind.dialect.name == "sqlite":
+        sa.event.listen(own, "connect", _manual_sqlite_transactions)
+    sa.event.listen(bind, "engine_disposed", _Dispose(own))
+    return own
+
+
+class _Dispose:
+    """Dispose of the storage's engine along with the app's."""
+
+    def __init__(self, own: sa.Engine) -> None:
+        self.own = own
+
+    def __call__(self, engine: sa.Engine) -> None:
+        self.own.dispose()
+
+
+def _manual_sqlite_transactions(dbapi_connection: t.Any, record: t.Any) -> None:
+    """Leave transactions to :class:`Transaction` on the storage's SQLite
+    connections: pysqlite would emit a deferred ``BEGIN`` of its own before the
+    first write, and two such transactions deadlock (SQLite then fails one at once,
+    without waiting). The app's connections are not changed."""
+    if isinstance(getattr(dbapi_connection, "autocommit", None), bool):
+        # Python 3.12+ with autocommit=False keeps a transaction open at all
+        # times; autocommit=True leaves BEGIN to us.
+        dbapi_connection.autocommit = True
+    else:
+        dbapi_connection.isolation_level = None
 
 
 def _connection_factory(pool: sa.pool.Pool) -> t.Callable[[], t.Any]:
@@ -78,8 +157,8 @@ def _connection_factory(pool: sa.pool.Pool) -> t.Callable[[], t.Any]:
     ``connect_args``, its ``do_connect`` hooks) and the same event listeners (the
     app's ``connect`` hooks, such as SQLite PRAGMAs, and its dialect's), and are
     detached from it at once: the copy never keeps one, nor counts it against its
-    size, so nobody waits for it; the storage's engine closes each after use. The
-    app's own pool is neither used nor changed.
+    size, so nobody waits for it; the storage's engine pools them. The app's own
+    pool is neither used nor changed.
     """
     copy = pool.recreate()
 
@@ -144,73 +223,58 @@ def refuse_self_deadlock(
 
 
 class Transaction:
-    """A transaction on a connection of its own, whose writes wait for other writers
-    (up to ``timeout`` seconds) rather than fail.
+    """A transaction on a connection of the storage's engine
+    (:func:`engine_for_writes`), whose writes wait for other writers (up to
+    ``timeout`` seconds) rather than fail.
 
     On SQLite the transaction starts with ``BEGIN IMMEDIATE``, which takes the
     database's write lock up front: a deferred ``BEGIN`` would take it only at the
     first write, after reading, and two such transactions deadlock (SQLite then
-    fails one at once, without waiting). pysqlite emits its own deferred ``BEGIN``
-    before the first write, so that handling is switched off on this connection only,
-    and restored before it goes back to the pool: the app's engine is not changed.
+    fails one at once, without waiting). The wait is ``busy_timeout`` there;
+    ``lock_timeout`` (for this transaction) on PostgreSQL; on MySQL and MariaDB
+    ``innodb_lock_wait_timeout`` (row locks) and ``lock_wait_timeout`` (table
+    locks, such as a migration's), in whole seconds, rounded up. The connections
+    are the storage's own: a setting stays with its connection, made again only
+    when another storage wants another wait.
     """
 
     def __init__(self, engine: sa.Engine, timeout: float) -> None:
         self.dialect = engine.dialect.name
-        self.timeout_ms = max(1, int(timeout * 1000))
+        self.mysql = is_mysql(engine)
+        self.timeout = timeout
         self.active = False
-        self._restore: list[t.Callable[[], None]] = []
-        # A connection that is closed after use (the storage's own engine) needs
-        # none of its settings restored.
-        self._pooled = not isinstance(engine.pool, sa.pool.NullPool)
         self.conn = engine.connect()
-        try:
-            if self.dialect == "sqlite":
-                self._manual_sqlite_transactions()
-            elif self.dialect in ("postgresql", "mysql", "mariadb"):
-                # Under REPEATABLE READ the re-read after the lock would see the
-                # snapshot from before the other holder's commit.
-                self.conn.execution_options(isolation_level="READ COMMITTED")
-        except BaseException:
-            self.close()
-            raise
-
-    def _manual_sqlite_transactions(self) -> None:
-        conn = self.conn
-        dbapi_connection = t.cast(t.Any, conn.connection.dbapi_connection)
-        autocommit = getattr(dbapi_connection, "autocommit", None)
-        if isinstance(autocommit, bool):
-            # Python 3.12+ with autocommit=False keeps a transaction open at all
-            # times; autocommit=True leaves BEGIN to us.
-            dbapi_connection.autocommit = True
-            self._restore.append(
-                lambda: setattr(dbapi_connection, "autocommit", autocommit)
-            )
-        else:
-            isolation_level = dbapi_connection.isolation_level
-            dbapi_connection.isolation_level = None
-            self._restore.append(
-                lambda: setattr(dbapi_connection, "isolation_level", isolation_level)
-            )
-        if not self._pooled:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {self.timeout_ms}")
-            return
-        busy_timeout = int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
-        conn.exec_driver_sql(f"PRAGMA busy_timeout = {self.timeout_ms}")
-
-        def restore_busy_timeout() -> None:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy_timeout}")
-
-        self._restore.append(restore_busy_timeout)
 
     def begin(self) -> None:
+        conn = self.conn
         if self.dialect == "sqlite":
-            self.conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Before BEGIN IMMEDIATE, which is what waits.
+            milliseconds = max(1, int(self.timeout * 1000))
+            self._set(_BUSY_TIMEOUT, milliseconds, "PRAGMA busy_timeout = {}")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
-            self.conn.begin()
+            conn.begin()
             if self.dialect == "postgresql":
-                self.conn.exec_driver_sql(f"SET LOCAL lock_timeout = {self.timeout_ms}")
+                milliseconds = max(1, int(self.timeout * 1000))
+                # SET LOCAL: a session-wide SET would be undone by a rollback.
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+            elif self.mysql:
+                seconds = max(1, math.ceil(self.timeout))
+                self._set(
+                    _LOCK_WAIT,
+                    seconds,
+                    "SET SESSION innodb_lock_wait_timeout = {0},"
+                    " lock_wait_timeout = {0}",
+                )
         self.active = True
+
+    def _set(self, key: str, value: int, statement: str) -> None:
+        """Run ``statement`` (a setting that outlives transactions) with ``value``,
+        unless the connection has that value already."""
+        info = self.conn.info
+        if info.get(key) != value:
+            self.conn.exec_driver_sql(statement.format(value))
+            info[key] = value
 
     def commit(self) -> None:
         if self.dialect == "sqlite":
@@ -231,13 +295,10 @@ class Transaction:
         except Exception:
             self.conn.invalidate()
 
+    def invalidate(self) -> None:
+        """Close the connection instead of returning it to the pool (it holds
+        something a rollback doesn't release)."""
+        self.conn.invalidate()
+
     def close(self) -> None:
-        try:
-            for restore in reversed(self._restore):
-                restore()
-        except Exception:
-            # Never hand a connection in an odd state back to the pool.
-            self.conn.invalidate()
-        finally:
-            self._restore.clear()
-            self.conn.close()
+        self.conn.close()

@@ -43,13 +43,9 @@ class UserIds:
 
     def resolve(self, user: t.Any) -> t.Any | None:
         """The id of ``user`` (or of the current user), ``None`` when anonymous."""
-        if user is CURRENT_USER:
-            if self._user_id is not None:
-                return self._coerce_id(self._user_id())
-            user = self._user() if self._user is not None else _flask_login_user()
-        unwrap = getattr(user, "_get_current_object", None)
-        if callable(unwrap):  # a LocalProxy such as current_user
-            user = unwrap()
+        if user is CURRENT_USER and self._user_id is not None:
+            return self._coerce_id(self._user_id())
+        user = self.instance(user)
         if user is None or not getattr(user, "is_authenticated", True):
             return None
         state = sa.inspect(user, raiseerr=False)
@@ -63,6 +59,19 @@ class UserIds:
                 " (db.session.commit()) before storing or reading its tokens."
             )
         return value
+
+    def instance(self, user: t.Any) -> t.Any | None:
+        """The user object ``user`` stands for: the current user's for
+        ``CURRENT_USER`` (``None`` when the storage was given ``user_id=``, which
+        names no object), unwrapped when it is a ``LocalProxy``."""
+        if user is CURRENT_USER:
+            if self._user_id is not None:
+                return None
+            user = self._user() if self._user is not None else _flask_login_user()
+        unwrap = getattr(user, "_get_current_object", None)
+        if callable(unwrap):  # a LocalProxy such as current_user
+            user = unwrap()
+        return user
 
     def _id_from_instance(self, state: sa_orm.InstanceState[t.Any]) -> t.Any:
         mapper = state.mapper

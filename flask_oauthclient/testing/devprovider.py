@@ -95,6 +95,11 @@ _MAX_BODY = 1024 * 1024
 
 _Socket = Union[socket.socket, tuple[bytes, socket.socket]]
 
+#: The providers :meth:`DevProvider.serve` is serving in this process, by the URLs
+#: they answer at (their issuer, and the server's base URL when it differs).
+_served: dict[str, DevProvider] = {}
+_served_lock = threading.Lock()
+
 
 @dataclass(frozen=True)
 class DevClient:
@@ -913,6 +918,22 @@ class _Server(ThreadedWSGIServer):
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+def _is_under(url: str, base: str) -> bool:
+    """Whether ``url`` is ``base`` or a URL below it (same scheme and authority,
+    compared without case; a path under ``base``'s)."""
+    try:
+        got, want = urlsplit(url), urlsplit(base)
+    except ValueError:
+        return False
+    if (got.scheme.lower(), got.netloc.lower()) != (
+        want.scheme.lower(),
+        want.netloc.lower(),
+    ):
+        return False
+    prefix = want.path.rstrip("/")
+    return got.path == prefix or got.path.startswith(prefix + "/") or not prefix
+
+
 def _url_host(host: str) -> str:
     if host in ("", "0.0.0.0"):
         return "127.0.0.1"
@@ -1118,10 +1139,27 @@ class DevProvider:
                 if grant.user == username:
                     grant.revoked = True
 
+    @staticmethod
+    def served_at(url: str) -> DevProvider | None:
+        """The provider that :meth:`serve` is serving in this process at ``url``:
+        ``url`` is its issuer (or the server's base URL) or a URL under it, such as
+        its authorization endpoint. ``None`` when no served provider answers there.
+
+        The pytest plugin's ``oauth_dev_login`` uses it to find the provider a login
+        goes to.
+        """
+        with _served_lock:
+            served = list(_served.items())
+        matches = [
+            (len(base), provider) for base, provider in served if _is_under(url, base)
+        ]
+        return max(matches, key=lambda match: match[0])[1] if matches else None
+
     @contextlib.contextmanager
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         """Serve :attr:`app` from a threaded werkzeug server (HTTP/1.1, keep-alive)
-        in a background thread, until the ``with`` block ends.
+        in a background thread, until the ``with`` block ends. While it serves,
+        :meth:`served_at` finds it by its URL.
 
         :param host: The address to listen on.
         :param port: The port; 0 picks a free one.
@@ -1145,9 +1183,17 @@ class DevProvider:
             daemon=True,
         )
         thread.start()
+        urls = {base_url, self._issuer()}
+        with _served_lock:
+            for url in urls:
+                _served[url] = self
         try:
             yield base_url
         finally:
+            with _served_lock:
+                for url in urls:
+                    if _served.get(url) is self:
+                        del _served[url]
             server.shutdown()
             server.close_connections()
             server.server_close()

@@ -15,9 +15,10 @@ package is installed (entry point ``pytest11``). It works with pytest-flask's
     A :class:`~flask_oauthclient.testing.DevProvider` served on a free loopback port
     for the whole test session, for integration tests that go through a real login.
 
-``oauth_dev_login(client, provider, username)``
-    Log ``client`` in through the real login flow of ``provider``, registered
-    against ``oauth_dev_provider``, as ``username``.
+``oauth_dev_login(client, provider, username, next=None, *, dev=None)``
+    Log ``client`` in through the real login flow of ``provider`` as ``username``,
+    at the :class:`~flask_oauthclient.testing.DevProvider` the login goes to:
+    ``oauth_dev_provider`` or one the test serves itself.
 """
 
 from __future__ import annotations
@@ -364,15 +365,23 @@ def _find_app(request: pytest.FixtureRequest) -> Flask:
 
 def dev_login(
     client: FlaskClient,
-    dev: DevProvider,
+    dev: DevProvider | None,
     provider: str,
     username: str,
     next: str | None = None,
 ) -> TestResponse:
-    """Log ``client`` in through the real login flow of ``provider``, which must be
-    registered against ``dev`` (``server_metadata_url=dev.metadata_url``), as the
+    """Log ``client`` in through the real login flow of ``provider`` as the
     development provider's user ``username``.
 
+    :param client: the test client to log in.
+    :param dev: the :class:`~flask_oauthclient.testing.DevProvider` that
+        ``provider`` is registered against (``server_metadata_url=
+        dev.metadata_url``), or ``None`` to find it: the one that
+        :meth:`~flask_oauthclient.testing.DevProvider.serve` serves, in this
+        process, at the URL the login redirects to.
+    :param provider: the name of a registered provider.
+    :param username: any user name; the development provider signs it in.
+    :param next: where the app sends the user after the login.
     :return: the response of the app's callback view (a redirect to ``next`` when
         the login succeeded).
     """
@@ -383,20 +392,44 @@ def dev_login(
             f"The login view of {provider!r} answered {start.status_code}, not a "
             "redirect to the provider."
         )
+    authorize_url = start.headers["Location"]
+    dev = _dev_provider_at(authorize_url, dev)
     previous, dev.auto_login = dev.auto_login, username
     try:
-        authorize = requests.get(
-            start.headers["Location"], allow_redirects=False, timeout=10
-        )
+        authorize = requests.get(authorize_url, allow_redirects=False, timeout=10)
     finally:
         dev.auto_login = previous
     if authorize.status_code not in (302, 303):
         raise AssertionError(
-            f"The development provider answered {authorize.status_code}: "
-            f"{authorize.text[:200]}"
+            f"The development provider at {dev.issuer} answered "
+            f"{authorize.status_code} to {_without_query(authorize_url)}, not a "
+            f"redirect back to the app: {authorize.text[:200]}"
         )
     back = urlsplit(authorize.headers["Location"])
     return client.get(f"{back.path}?{back.query}")
+
+
+def _dev_provider_at(url: str, dev: DevProvider | None) -> DevProvider:
+    """The development provider that answers the authorization request ``url``:
+    ``dev`` when given, else the one served at ``url``."""
+    from .devprovider import DevProvider
+
+    if dev is not None:
+        return dev
+    served = DevProvider.served_at(url)
+    if served is None:
+        raise AssertionError(
+            f"The login redirects to {_without_query(url)}, where no DevProvider is "
+            "served in this process: register the provider against one served with "
+            "'with dev.serve():' (server_metadata_url=dev.metadata_url), or pass "
+            "dev=."
+        )
+    return served
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _login_url(client: FlaskClient, provider: str) -> str:
@@ -437,13 +470,20 @@ def oauth_dev_provider() -> t.Iterator[DevProvider]:
 
 
 @pytest.fixture
-def oauth_dev_login(oauth_dev_provider: DevProvider) -> DevLoginHelper:
-    """``oauth_dev_login(client, provider, username, next=None)``: see
-    :func:`dev_login`."""
+def oauth_dev_login() -> DevLoginHelper:
+    """``oauth_dev_login(client, provider, username, next=None, *, dev=None)``: log
+    in at the development provider the login of ``provider`` goes to, found among
+    those served in this process (``oauth_dev_provider``, or one of the test's
+    own); ``dev=`` names it instead. See :func:`dev_login`."""
 
     def log_in(
-        client: FlaskClient, provider: str, username: str, next: str | None = None
+        client: FlaskClient,
+        provider: str,
+        username: str,
+        next: str | None = None,
+        *,
+        dev: DevProvider | None = None,
     ) -> TestResponse:
-        return dev_login(client, oauth_dev_provider, provider, username, next)
+        return dev_login(client, dev, provider, username, next)
 
     return log_in

@@ -20,6 +20,13 @@
 //   OP_CLOCK_TOLERANCE   seconds an expired token is still accepted
 //                        (default 0; the library's default, 15, hides expiry)
 //   OP_USERINFO_PATH     path of the userinfo endpoint (default /me, the library's)
+//   OP_EXTRA_CLIENTS     a JSON array of more clients' metadata (default none), e.g.
+//                        a form_post-only client ({"response_modes": ["form_post"]})
+//                        or a private_key_jwt one ({"token_endpoint_auth_method":
+//                        "private_key_jwt", "jwks": {"keys": [<public JWK>]}});
+//                        grant and response types default to the first client's
+//   OP_EXTRA_SCOPES      space-separated scopes offered besides openid, profile,
+//                        email and offline_access (default none)
 //
 // Gotchas this configuration handles (see shared/e2e/RECIPE.md):
 // - a refresh token is issued only when offline_access is granted, which needs
@@ -39,6 +46,8 @@ const REDIRECT_URIS = (process.env.OP_REDIRECT_URIS
 const AT_TTL = Number(process.env.OP_ACCESS_TOKEN_TTL || 3);
 const CLOCK_TOLERANCE = Number(process.env.OP_CLOCK_TOLERANCE || 0);
 const USERINFO_PATH = process.env.OP_USERINFO_PATH || '/me';
+const EXTRA_CLIENTS = JSON.parse(process.env.OP_EXTRA_CLIENTS || '[]');
+const EXTRA_SCOPES = (process.env.OP_EXTRA_SCOPES || '').split(/\s+/).filter(Boolean);
 
 // The dev login page accepts any login name; the claims are derived from it.
 function claimsFor(sub) {
@@ -62,8 +71,13 @@ const configuration = {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic', // client_secret_post works too
-  }],
-  scopes: ['openid', 'profile', 'email', 'offline_access'],
+  }, ...EXTRA_CLIENTS.map((client) => ({
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    post_logout_redirect_uris: (client.redirect_uris || []).map((u) => new URL('/', u).href),
+    ...client,
+  }))],
+  scopes: ['openid', 'profile', 'email', 'offline_access', ...EXTRA_SCOPES],
   claims: {
     openid: ['sub'],
     profile: ['name', 'given_name', 'family_name', 'preferred_username'],

@@ -1,6 +1,6 @@
 """Serving apps for real in tests: werkzeug's threaded server in a thread of the test
-process, gunicorn in processes of its own, a PostgreSQL schema per test, and a
-browser-like login through the development provider.
+process, gunicorn in processes of its own, a PostgreSQL schema or a MariaDB database
+per test, and a browser-like login through the development provider.
 
 Used by ``test_refresh_storm.py`` and ``test_deployment.py``.
 """
@@ -242,6 +242,40 @@ def postgres_schema(url: str, prefix: str) -> t.Iterator[str]:
                 conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
     finally:
         engine.dispose()
+
+
+@contextmanager
+def mariadb_database(url: str, prefix: str) -> t.Iterator[str]:
+    """A MariaDB (or MySQL) database of its own for one test, on the server of
+    ``url``: yield a URL of that database (apps with fixed table names then don't
+    collide with other tests); drop it and everything in it at the end."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+        try:
+            yield (
+                sa.make_url(url)
+                .set(database=name)
+                .render_as_string(hide_password=False)
+            )
+        finally:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE `{name}`")
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def server_database(url: str, prefix: str) -> t.Iterator[str]:
+    """:func:`postgres_schema` or :func:`mariadb_database`, after ``url``."""
+    if sa.make_url(url).get_backend_name() in ("mysql", "mariadb"):
+        with mariadb_database(url, prefix) as scoped:
+            yield scoped
+    else:
+        with postgres_schema(url, prefix) as scoped:
+            yield scoped
 
 
 def log_in(

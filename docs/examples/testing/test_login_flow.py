@@ -23,17 +23,17 @@ class Account(UserMixin):
         self.name = name
 
 
-@pytest.fixture
-def corp_app(oauth_dev_provider: DevProvider) -> Flask:
+def create_corp_app(dev: DevProvider) -> Flask:
+    """An app whose provider "corp" is the development provider ``dev``."""
     accounts: dict[str, Account] = {}
     oauth = OAuth()
     oauth.register(
         "corp",
         client_id="dev-client",  # the client the DevProvider knows by default
         client_secret="dev-secret",
-        server_metadata_url=oauth_dev_provider.metadata_url,
+        server_metadata_url=dev.metadata_url,
         scope=["openid", "email", "profile", "offline_access"],
-        api_base_url=oauth_dev_provider.issuer + "/",
+        api_base_url=dev.issuer + "/",
     )
 
     @oauth.on_login
@@ -59,6 +59,11 @@ def corp_app(oauth_dev_provider: DevProvider) -> Flask:
     return app
 
 
+@pytest.fixture
+def corp_app(oauth_dev_provider: DevProvider) -> Flask:
+    return create_corp_app(oauth_dev_provider)
+
+
 def test_log_in_and_call_the_api(
     corp_app: Flask, oauth_dev_login: t.Any, oauth_dev_provider: DevProvider
 ) -> None:
@@ -70,3 +75,28 @@ def test_log_in_and_call_the_api(
     # The provider forgets the access token: the app refreshes on the 401.
     oauth_dev_provider.expire_access_tokens()
     assert client.get("/me").json["sub"] == "alice"
+
+
+# -- a provider of your own ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_provider() -> t.Iterator[DevProvider]:
+    """Tokens that live a minute; a refresh token used twice ends the login."""
+    provider = DevProvider(access_token_ttl=60, revoke_grant_on_reuse=True)
+    with provider.serve():
+        yield provider
+
+
+def test_short_lived_tokens(
+    strict_provider: DevProvider, oauth_dev_login: t.Any
+) -> None:
+    client = create_corp_app(strict_provider).test_client()
+    # The login goes to strict_provider: oauth_dev_login signs in there.
+    oauth_dev_login(client, "corp", "bob")
+    assert client.get("/me").json["sub"] == "bob"
+
+    refreshes = strict_provider.stats["token_refresh_token"]
+    strict_provider.expire_access_tokens()
+    assert client.get("/me").json["sub"] == "bob"
+    assert strict_provider.stats["token_refresh_token"] == refreshes + 1
