@@ -12,6 +12,7 @@ import requests
 from flask import has_app_context
 from flask import url_for
 
+from . import scopes as _scopes
 from . import signals
 from .app_token import AppClient
 from .client import UserClient
@@ -26,8 +27,12 @@ from .tokens import Identity
 from .tokens import Token
 
 if t.TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
     from .state import AppState
     from .storage.base import BaseStorage
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
 
 class Provider:
@@ -284,6 +289,47 @@ class Provider:
     def login_url(self, next: str | None = None) -> str:
         """The URL of this provider's login view."""
         return url_for(f"{self.name}.login", next=next)
+
+    def has_scopes(self, *scopes: str) -> bool:
+        """Whether the current user's token has every one of ``scopes`` (from the
+        scope recorded with the token); ``False`` without a token.
+
+        .. versionadded:: 0.1
+        """
+        return _scopes.has_scopes(self, *scopes)
+
+    def request_scopes(self, *scopes: str, next: str | None = None) -> Response:
+        """The redirect that asks the provider for ``scopes`` on top of those the
+        current user granted (with the provider's own flag where it has one, such
+        as Google's ``include_granted_scopes``). On return the token is stored for
+        the same user with the scope updated, and the browser goes to ``next``. A
+        different provider identity than the one linked is refused (409).
+
+        :raises ConfigurationError: a scope was not declared in ``scope`` or
+            ``optional_scopes`` of :meth:`~flask_oauthclient.OAuth.register`.
+
+        .. versionadded:: 0.1
+        """
+        return _scopes.request_scopes(self, *scopes, next=next)
+
+    def scopes_required(self, *scopes: str) -> t.Callable[[F], F]:
+        """A view decorator: the view runs when the current user's token has
+        ``scopes``; a browser's ``GET`` is otherwise sent to
+        :meth:`request_scopes` (and back to the page), any other request gets 403
+        with ``insufficient_scope``
+        (:exc:`~flask_oauthclient.scopes.InsufficientScope`).
+
+        .. code-block:: python
+
+            @app.get("/calendar")
+            @login_required
+            @oauth.google.scopes_required(CALENDAR)
+            def calendar():
+                return oauth.google.get(CALENDAR_API).json()
+
+        .. versionadded:: 0.1
+        """
+        return _scopes.scopes_required(self, *scopes)
 
     def revoke_token(self) -> bool:
         """Revoke the current user's token at the provider (RFC 7009) and delete it

@@ -57,22 +57,22 @@ def build_site(granted: str | None = "openid email profile") -> Site:
     corp = site.oauth.corp
 
     @site.app.get("/calendar")
-    @scopes.scopes_required(corp, CALENDAR)
+    @corp.scopes_required(CALENDAR)
     def calendar() -> str:
         return "the calendar"
 
     @site.app.post("/calendar")
-    @scopes.scopes_required(corp, CALENDAR)
+    @corp.scopes_required(CALENDAR)
     def add_event() -> str:
         return "added"
 
     @site.app.get("/has/<path:scope>")
     def has(scope: str) -> str:
-        return str(scopes.has_scopes(corp, *scope.split("+")))
+        return str(corp.has_scopes(*scope.split("+")))
 
     @site.app.get("/ask")
     def ask() -> t.Any:
-        return scopes.request_scopes(corp, CALENDAR, next="/calendar?week=2")
+        return corp.request_scopes(CALENDAR, next="/calendar?week=2")
 
     return site
 
@@ -248,9 +248,9 @@ def test_request_scopes_refuses_undeclared_scopes(site: Site) -> None:
         site.app.test_request_context(),
         pytest.raises(ConfigurationError, match="optional_scopes"),
     ):
-        scopes.request_scopes(site.oauth.corp, "admin")
+        site.oauth.corp.request_scopes("admin")
     with pytest.raises(ConfigurationError, match="optional_scopes"):
-        scopes.scopes_required(site.oauth.corp, "admin")
+        site.oauth.corp.scopes_required("admin")
 
 
 # -------------------------------------------------------- scopes_required
@@ -315,7 +315,7 @@ def session_site() -> tuple[Flask, OAuth, FakeIdP]:
 
     @app.get("/has")
     def has() -> str:
-        return str(scopes.has_scopes(oauth.corp, CALENDAR))
+        return str(oauth.corp.has_scopes(CALENDAR))
 
     return app, oauth, idp
 

@@ -13,6 +13,8 @@ PRESET = Preset(
     # Google issues a refresh token only with access_type=offline, and again after the
     # first consent only with prompt=consent.
     authorize_params={"access_type": "offline", "prompt": "consent"},
+    # Incremental authorization: the new token keeps the scopes granted before.
+    scope_request_params={"include_granted_scopes": "true"},
     console_url="https://console.cloud.google.com/apis/credentials",
     notes="A refresh token is requested with access_type=offline and prompt=consent.",
 )

@@ -132,7 +132,7 @@ def create_app() -> Flask:
         if config.get("optional_scopes"):
             needed = list(config["optional_scopes"])
 
-            @scopes.scopes_required(oauth[name], *needed)
+            @oauth[name].scopes_required(*needed)
             def scoped(name: str = name) -> t.Any:
                 return jsonify(
                     provider=name,
