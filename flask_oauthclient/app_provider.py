@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
 import requests
+from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import OAuth2Error
 
 from . import revocation
@@ -171,6 +172,11 @@ class AppProvider:
         self.metadata_url: str | None = config.server_metadata_url
         self._expected_issuer: str | None = config.issuer
         self._metadata: oidc.ServerMetadata | None = None
+        # endpoints(), with the discovery document and explicit endpoints it was
+        # merged from.
+        self._endpoints: (
+            tuple[object, object, types.MappingProxyType[str, t.Any]] | None
+        ) = None
         self._jwks: oidc.JWKSCache | None = None
         #: The RFC 8414 metadata's revocation endpoint: "" when looked up and absent.
         self._oauth_revocation_url: str | None = None
@@ -217,12 +223,18 @@ class AppProvider:
             )
         return self._metadata
 
-    def endpoints(self) -> dict[str, t.Any]:
+    def endpoints(self) -> t.Mapping[str, t.Any]:
         """The provider's endpoints: discovery merged with the explicit ones (which
-        win). Discovery is fetched on first use and cached."""
-        found: dict[str, t.Any] = {}
+        win). Discovery is fetched on first use and cached; the merge is made once
+        per discovery document."""
+        document = None
         if self.metadata is not None:
-            document = self.metadata.get(self.http, timeout=self.settings.timeout)
+            document = self.metadata.cached(self.http, timeout=self.settings.timeout)
+        cached = self._endpoints
+        if cached is not None and cached[0] is document and cached[1] is self.explicit:
+            return cached[2]
+        found: dict[str, t.Any] = {}
+        if document is not None:
             for key, field in _ENDPOINT_KEYS.items():
                 if document.get(field):
                     found[key] = document[field]
@@ -233,7 +245,9 @@ class AppProvider:
         for key in ("authorize_url", "token_url", "userinfo_url", "jwks_uri"):
             if found.get(key):
                 self.check_transport(found[key])
-        return found
+        merged = types.MappingProxyType(found)
+        self._endpoints = (document, self.explicit, merged)
+        return merged
 
     def endpoint(self, key: str) -> str:
         url = self.endpoints().get(key)
@@ -314,11 +328,18 @@ class AppProvider:
         if pending.scopes is not None:
             params.update(self.scope_request_params)
         scope = self.scope if pending.scopes is None else pending.scopes
-        session = self.new_session(
-            redirect_uri=redirect_uri, scope=self.scope_separator.join(scope) or None
-        )
-        url, _ = session.authorization_url(
-            self.endpoint("authorize_url"), state=pending.state, **params
+        # RFC 6749 §4.1.1, as oauthlib's prepare_grant_uri writes it (empty values
+        # left out), without a session made for one URL.
+        query = [
+            ("response_type", "code"),
+            ("client_id", self.client_id),
+            ("redirect_uri", redirect_uri),
+            ("scope", self.scope_separator.join(scope)),
+            ("state", pending.state),
+            *params.items(),
+        ]
+        url = add_params_to_uri(
+            self.endpoint("authorize_url"), [(k, v) for k, v in query if v]
         )
         return t.cast(str, url)
 

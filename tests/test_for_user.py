@@ -439,7 +439,7 @@ def test_in_a_request_the_provider_failing_is_a_5xx_page(dev: DevProvider) -> No
     ap = app.extensions["oauthclient"].providers["dev"]
     with app.app_context():
         ap.endpoints()  # discovery first, then the token endpoint goes away
-    ap.explicit["token_url"] = "http://127.0.0.1:1/token"
+    ap.explicit = {**ap.explicit, "token_url": "http://127.0.0.1:1/token"}
 
     @app.get("/sync")
     def sync() -> t.Any:

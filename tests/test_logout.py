@@ -113,7 +113,7 @@ def test_token_is_deleted_even_when_revocation_fails(
 ) -> None:
     log_in(client, dev, "heidi")
     ap = app.extensions["oauthclient"].providers["dev"]
-    ap.explicit["revocation_url"] = "http://127.0.0.1:9/unreachable"
+    ap.explicit = {**ap.explicit, "revocation_url": "http://127.0.0.1:9/unreachable"}
     r = client.post("/logout", data={"csrf_token": csrf(client)})
     assert r.status_code == 302
     assert storage.get("dev", user="heidi") is None

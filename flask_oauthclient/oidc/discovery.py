@@ -151,7 +151,12 @@ class ServerMetadata:
         :raises ProviderError: the document could not be fetched or is malformed.
         """
         # A copy: callers may change what they get without changing the cache.
-        return dict(self._cache.get(http, timeout).value)
+        return dict(self.cached(http, timeout=timeout))
+
+    def cached(self, http: requests.Session, *, timeout: float) -> Mapping[str, Any]:
+        """As :meth:`get`, the cached document itself, not a copy: the same object
+        until it is fetched again (callers must not change it)."""
+        return self._cache.get(http, timeout).value
 
     def _issuer_matches(self, issuer: str) -> bool:
         if self._exact:

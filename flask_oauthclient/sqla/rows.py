@@ -63,6 +63,15 @@ class TokenRows:
             self.user_column == sa.bindparam("user_id"),
         )
         self._read_locked_stmt = self._read_stmt.with_for_update()
+        #: The model's row of a provider identity: how a login finds its user.
+        self.identity_stmt = sa.select(model).where(
+            table.c.provider == sa.bindparam("provider"),
+            table.c.issuer == sa.bindparam("issuer"),
+            table.c.subject == sa.bindparam("subject"),
+        )
+        # ``INSERT ... ON CONFLICT`` per (dialect, with identity), built on first
+        # use: a login writes its token with it.
+        self._upserts: dict[tuple[str, bool], t.Any] = {}
         if not _has_unique(table, {"provider", self.user_column.key}):
             raise ConfigurationError(
                 f"The table {table.name!r} needs a unique constraint on (provider,"
@@ -120,24 +129,7 @@ class TokenRows:
             **changes,
         }
         if native:
-            # Imported here: an app loads only its own database's dialect.
-            stmt: t.Any
-            if conn.dialect.name == "postgresql":
-                from sqlalchemy.dialects import postgresql
-
-                stmt = postgresql.insert(self.table).values(values)
-            else:
-                from sqlalchemy.dialects import sqlite
-
-                stmt = sqlite.insert(self.table).values(values)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    # Only this constraint is the arbiter: a clash on the identity
-                    # constraint (another user's row) raises instead of updating.
-                    index_elements=[c.provider, self.user_column],
-                    set_={key: stmt.excluded[key] for key in changes},
-                )
-            )
+            conn.execute(self._native_upsert(conn, identity is not None), values)
             return
         where = self.where(provider, user_id)
         found = conn.execute(
@@ -147,6 +139,30 @@ class TokenRows:
             conn.execute(sa.insert(self.table).values(values))
         else:
             conn.execute(sa.update(self.table).where(*where).values(changes))
+
+    def _native_upsert(self, conn: sa.Connection, with_identity: bool) -> t.Any:
+        key = (conn.dialect.name, with_identity)
+        stmt = self._upserts.get(key)
+        if stmt is None:
+            # Imported here: an app loads only its own database's dialect.
+            insert: t.Any
+            if conn.dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            c = self.table.c
+            changes = [c.token.key, c.expires_at.key, c.updated_at.key]
+            if with_identity:
+                changes += [c.issuer.key, c.subject.key]
+            stmt = insert(self.table)
+            stmt = stmt.on_conflict_do_update(
+                # Only this constraint is the arbiter: a clash on the identity
+                # constraint (another user's row) raises instead of updating.
+                index_elements=[c.provider, self.user_column],
+                set_={name: stmt.excluded[name] for name in changes},
+            )
+            self._upserts[key] = stmt
+        return stmt
 
     def link(
         self,

@@ -326,14 +326,15 @@ class SQLAlchemyStorage(BaseStorage):
         The user is loaded through the app's session (without flushing it), ready for
         ``login_user``.
         """
-        table = self._table
-        stmt = sa.select(self.model).where(
-            table.c.provider == provider,
-            table.c.issuer == identity.issuer,
-            table.c.subject == identity.subject,
-        )
+        params = {
+            "provider": provider,
+            "issuer": identity.issuer,
+            "subject": identity.subject,
+        }
         with database_errors("read", provider), self.session.no_autoflush:
-            row = self.session.execute(stmt).scalars().first()
+            row = (
+                self.session.execute(self._rows.identity_stmt, params).scalars().first()
+            )
             if row is None:
                 return None
             return self._users.user_of(row, self.session)
