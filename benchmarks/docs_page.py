@@ -55,8 +55,9 @@ tokens; it counts token calls and new TCP connections.{reuse}
 Users log in for real through each app; the only test-only endpoints mark the
 stored token expired and list the worker's modules.
 
-1. **Protected call**: {calls} sequential requests per repeat, {repeats} repeats
-   after a warm-up, apps interleaved, each served by a worker that never handled a
+1. **Protected call**: {calls} sequential requests per app and repeat, {repeats}
+   repeats after a warm-up, the apps taking turns call by call (so that other load
+   on the machine weighs on all alike), each served by a worker that never handled a
    login (the user logged in through another server of the same app and database,
    as in a deployment where most workers only answer API calls); median latency
    seen by the client, the app worker's CPU time per call, and the new TCP
@@ -72,8 +73,11 @@ stored token expired and list the worker's modules.
    no refresh and sits this one out.
 3. **Login throughput**: full logins (login view, authorize and the provider's
    sign-in form, callback, code exchange, ID token / profile, user row) per second,
-   {login_n} browsers at a time, each a different returning user, for {login_s:g} s,
-   {login_repeats} repeats; then the resident memory of those workers.
+   {login_n} browsers at a time (processes), each a different returning user, for
+   {login_s:g} s, {login_repeats} repeats; the app worker's CPU per login (the
+   provider and the browsers share the cores with the app, which evens out logins
+   per second: logins per second of the app's own CPU tell the apps apart); then
+   the resident memory of those workers.
 4. **Import**: cold import in a fresh interpreter (median of {import_repeats}), of
    the library alone (after Flask, Flask-SQLAlchemy, Flask-Login and requests) and
    of the whole app module; the memory that library import takes, alone and with
@@ -159,9 +163,12 @@ def _findings(data: dict[str, t.Any], rows: list[report.Row]) -> str:
             continue
         verdict = "met" if row.met else "**not met**"
         ratios = []
-        if row.vs_floor is not None and row.better:
+        if row.vs_floor is not None and row.better and "floor" in row.goal:
             ratios.append(f"{row.vs_floor:.2f}x the floor")
-        if row.vs_best_peer is not None:
+        dance = row.values.get("flask_dance")
+        if "Flask-Dance" in row.goal and isinstance(dance, (int, float)) and dance:
+            ratios.append(f"{row.values['ours'] / dance:.2f}x Flask-Dance")
+        elif row.vs_best_peer is not None:
             ratios.append(f"{row.vs_best_peer:.2f}x the best peer")
         extra = f" ({', '.join(ratios)})" if ratios else ""
         lines.append(f"- {row.metric}: goal {row.goal}, {verdict}{extra}.")
@@ -186,6 +193,19 @@ def _findings(data: dict[str, t.Any], rows: list[report.Row]) -> str:
                 " costs the floor most of that too."
             )
     memory = data.get("memory", {})
+    first = memory.get("ours", {}).get("first_call_loaded")
+    if first is not None:
+        lines.append(
+            "- The first protected call of Flask-OAuthClient's API worker loaded"
+            + (
+                f" {len(first)} modules ({', '.join(first)})."
+                if first
+                else " no module:"
+            )
+            + " what it needs was loaded by the app's import and ``init_app``, and"
+            " none of what only a login needs (PyJWT, ``cryptography``, the ID-token"
+            " check) was."
+        )
     for app in ("ours", "flask_dance", "authlib"):
         loaded = memory.get(app, {}).get("modules", {}).get("login_only")
         if loaded:

@@ -4,6 +4,7 @@ into medians, ratios and a table."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import statistics
 import subprocess
 import sys
@@ -32,8 +33,8 @@ class Plan:
     """How much of everything a run does (``--quick`` makes it smaller)."""
 
     protected_warmup: int = 200
-    protected_repeats: int = 5
-    protected_calls: int = 400
+    protected_repeats: int = 10
+    protected_calls: int = 200
     storm_repeats: int = 5
     storm_concurrency: int = 16
     storm_token_delay: float = 0.020
@@ -51,8 +52,8 @@ class Plan:
     def quick(cls) -> Plan:
         return cls(
             protected_warmup=50,
-            protected_repeats=3,
-            protected_calls=150,
+            protected_repeats=4,
+            protected_calls=100,
             storm_repeats=2,
             login_warmup=2,
             login_repeats=3,
@@ -91,8 +92,16 @@ def protected_call(
     plan: Plan,
 ) -> dict[str, t.Any]:
     """Sequential ``GET /api`` through each app: the view loads the user and the
-    token and calls the provider's userinfo with a fresh token."""
+    token and calls the provider's userinfo with a fresh token.
+
+    Each repeat sends the apps' calls in turn, one call each (the order rotates per
+    repeat): whatever else loads the machine meanwhile weighs on every app alike.
+    The worker's CPU time is read around the repeat, so every series needs a worker
+    of its own. New provider connections are counted afterwards, in a pass per app
+    (the provider counts them all together)."""
     apps = list(servers)
+    if len({id(server) for server in servers.values()}) != len(apps):
+        raise ValueError("every series needs a server (a worker) of its own")
     results: dict[str, t.Any] = {
         app: {"repeats": [], "errors": 0, "calls_made": 0} for app in apps
     }
@@ -111,34 +120,31 @@ def protected_call(
             if status != 200:
                 raise RuntimeError(f"{app}: the protected view answered {status}")
     for repeat in range(plan.protected_repeats):
-        for app in _rotated(apps, repeat):
+        order = _rotated(apps, repeat)
+        for app in order:
             for _ in range(5):  # settle: connections open, caches warm
                 call(app)
-            before = dev.stats.snapshot()
-            cpu_before = _worker_cpu(servers[app])
-            latencies = []
-            errors = 0
-            for _ in range(plan.protected_calls):
+        latencies: dict[str, list[float]] = {app: [] for app in apps}
+        errors = dict.fromkeys(apps, 0)
+        cpu_before = {app: _worker_cpu(servers[app]) for app in apps}
+        for _ in range(plan.protected_calls):
+            for app in order:
                 status, elapsed = call(app)
-                latencies.append(elapsed)
-                errors += status != 200
-            cpu_used = _worker_cpu(servers[app]) - cpu_before
-            after = dev.stats.snapshot()
-            new_connections = after.get("connections", 0) - before.get("connections", 0)
+                latencies[app].append(elapsed)
+                errors[app] += status != 200
+        for app in apps:
+            cpu_used = _worker_cpu(servers[app]) - cpu_before[app]
             results[app]["repeats"].append(
                 {
                     "calls": plan.protected_calls,
-                    "median_ms": statistics.median(latencies) * 1000,
-                    "p90_ms": percentile(latencies, 0.9) * 1000,
-                    "mean_ms": statistics.fmean(latencies) * 1000,
-                    "new_connections": new_connections,
-                    "userinfo_calls": after.get("userinfo", 0)
-                    - before.get("userinfo", 0),
-                    "errors": errors,
+                    "median_ms": statistics.median(latencies[app]) * 1000,
+                    "p90_ms": percentile(latencies[app], 0.9) * 1000,
+                    "mean_ms": statistics.fmean(latencies[app]) * 1000,
+                    "errors": errors[app],
                     "worker_cpu_ms_per_call": cpu_used * 1000 / plan.protected_calls,
                 }
             )
-            results[app]["errors"] += errors
+            results[app]["errors"] += errors[app]
         log(
             f"  protected call, repeat {repeat + 1}/{plan.protected_repeats}: "
             + ", ".join(
@@ -146,15 +152,26 @@ def protected_call(
                 for app in apps
             )
         )
+    for app in apps:
+        before = dev.stats.snapshot()
+        for _ in range(plan.protected_calls):
+            call(app)
+        after = dev.stats.snapshot()
+        results[app]["connection_pass"] = {
+            "calls": plan.protected_calls,
+            "new_connections": after.get("connections", 0)
+            - before.get("connections", 0),
+            "userinfo_calls": after.get("userinfo", 0) - before.get("userinfo", 0),
+        }
     for conn in conns.values():
         conn.close()
     for app in apps:
         reps = results[app]["repeats"]
-        calls = sum(r["calls"] for r in reps)
+        passed = results[app]["connection_pass"]
         results[app]["median_ms"] = statistics.median(r["median_ms"] for r in reps)
         results[app]["p90_ms"] = statistics.median(r["p90_ms"] for r in reps)
         results[app]["new_connections_per_1000"] = (
-            1000 * sum(r["new_connections"] for r in reps) / calls
+            1000 * passed["new_connections"] / passed["calls"]
         )
         results[app]["worker_cpu_ms_per_call"] = statistics.median(
             r["worker_cpu_ms_per_call"] for r in reps
@@ -476,54 +493,76 @@ def _login_browser(server: Server, provider_url: str, i: int) -> Browser:
 def _logins(
     server: Server, provider_url: str, dev: DevProvider, plan: Plan
 ) -> dict[str, t.Any]:
-    done = [0] * plan.login_concurrency
-    failed = [0] * plan.login_concurrency
-    errors: list[str] = []
-    barrier = threading.Barrier(plan.login_concurrency + 1)
-    stop_at = [0.0]
-
-    def browse(i: int) -> None:
-        browser = _login_browser(server, provider_url, i)
-        barrier.wait()
-        while time.perf_counter() < stop_at[0]:
-            try:
-                browser.login()
-                done[i] += 1
-            except Exception as e:
-                failed[i] += 1
-                if len(errors) < 3:
-                    errors.append(repr(e)[:300])
-                browser.app.close()
-                browser.provider.close()
-        browser.app.close()
-        browser.provider.close()
-
-    threads = [
-        threading.Thread(target=browse, args=(i,))
-        for i in range(plan.login_concurrency)
+    """``plan.login_concurrency`` browsers log in over and over for
+    ``plan.login_seconds``, each in a process of its own: in threads of the runner
+    they would share its interpreter lock with the provider, and the runner, not
+    the app, would set the pace."""
+    context = multiprocessing.get_context("spawn")
+    n = plan.login_concurrency
+    barrier = context.Barrier(n + 1)
+    stop_at = context.Value("d", 0.0)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=_browse,
+            args=(server.base_url, provider_url, i, barrier, stop_at, results),
+            daemon=True,
+        )
+        for i in range(n)
     ]
-    for thread in threads:
-        thread.start()
+    for process in processes:
+        process.start()
     before = dev.stats.snapshot()
     cpu_before = _worker_cpu(server)
-    start = time.perf_counter()
-    stop_at[0] = start + plan.login_seconds
-    barrier.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
+    start = time.monotonic()
+    stop_at.value = start + plan.login_seconds
+    barrier.wait(timeout=60)
+    outcomes = [results.get(timeout=plan.login_seconds + 120) for _ in processes]
+    elapsed = time.monotonic() - start
     cpu_used = _worker_cpu(server) - cpu_before
     after = dev.stats.snapshot()
+    for process in processes:
+        process.join(timeout=10)
+    done = sum(o["done"] for o in outcomes)
     return {
-        "worker_cpu_ms_per_login": cpu_used * 1000 / max(1, sum(done)),
-        "logins": sum(done),
-        "failed": sum(failed),
+        "worker_cpu_ms_per_login": cpu_used * 1000 / max(1, done),
+        "logins": done,
+        "failed": sum(o["failed"] for o in outcomes),
         "seconds": elapsed,
-        "per_second": sum(done) / elapsed,
+        "per_second": done / elapsed,
         "code_exchanges": after.get("token_authorization_code", 0)
         - before.get("token_authorization_code", 0),
-        "errors": errors,
+        "errors": [e for o in outcomes for e in o["errors"]][:3],
     }
+
+
+def _browse(
+    base_url: str,
+    provider_url: str,
+    i: int,
+    barrier: t.Any,
+    stop_at: t.Any,
+    results: t.Any,
+) -> None:
+    """One browser of :func:`_logins`, in a process of its own."""
+    browser = Browser(Connection(base_url), Connection(provider_url), f"user{i}")
+    done = failed = 0
+    errors: list[str] = []
+    barrier.wait(timeout=60)
+    deadline = stop_at.value
+    while time.monotonic() < deadline:
+        try:
+            browser.login()
+            done += 1
+        except Exception as e:
+            failed += 1
+            if len(errors) < 3:
+                errors.append(repr(e)[:300])
+            browser.app.close()
+            browser.provider.close()
+    browser.app.close()
+    browser.provider.close()
+    results.put({"done": done, "failed": failed, "errors": errors})
 
 
 # -- 4. import time ------------------------------------------------------------
