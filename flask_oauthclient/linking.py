@@ -52,20 +52,38 @@ def can_unlink(state: AppState, provider: str) -> bool:
     return user is not None and bool(other_login(user))
 
 
+def identity_owner(
+    state: AppState, provider: str, identity: Identity, failure: str
+) -> t.Any | None:
+    """The user ``identity`` of ``provider`` is linked to, or ``None``.
+
+    :param failure: the message of the :exc:`StorageError` raised when the
+        storage fails (the cause is logged, not shown).
+    """
+    try:
+        return state.storage.find_user(provider, identity)
+    except OAuthClientError:
+        raise
+    except Exception:
+        log.exception("Looking up the owner of the %s identity failed.", provider)
+        raise StorageError(failure) from None
+
+
+def is_current_user(state: AppState, user: t.Any) -> bool:
+    """Whether ``user`` is the one the current request acts for."""
+    storage = state.storage
+    return bool(storage.user_key(user) == storage.user_key(CURRENT_USER))
+
+
 def check_link(state: AppState, provider: str, identity: Identity) -> None:
     """Refuse to link ``identity`` to the current user when it is another user's.
 
     :raises IdentityInUse: the identity is linked to another user.
     """
-    storage = state.storage
-    try:
-        owner = storage.find_user(provider, identity)
-    except OAuthClientError:
-        raise
-    except Exception:
-        log.exception("Looking up the owner of the %s identity failed.", provider)
-        raise StorageError("The account could not be linked.") from None
-    if owner is not None and storage.user_key(owner) != storage.user_key(CURRENT_USER):
+    owner = identity_owner(
+        state, provider, identity, "The account could not be linked."
+    )
+    if owner is not None and not is_current_user(state, owner):
         raise IdentityInUse(
             f"The {provider!r} identity is linked to another user; nothing was stored."
         )

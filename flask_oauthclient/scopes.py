@@ -20,7 +20,6 @@ functions, and :mod:`.login` calls :func:`begin` and :func:`check_identity`.
 from __future__ import annotations
 
 import functools
-import logging
 import typing as t
 
 from flask import redirect
@@ -32,18 +31,17 @@ from .errors import CallbackError
 from .errors import ConfigurationError
 from .errors import OAuthClientError
 from .errors import ProviderError
-from .errors import StorageError
 from .errors import TokenError
 from .errors import TokenMissing
+from .linking import identity_owner
+from .linking import is_current_user
 from .storage.base import BaseStorage
-from .storage.base import CURRENT_USER
 
 if t.TYPE_CHECKING:
     from .state import AppState
     from .tokens import Identity
     from .tokens import Token
 
-log = logging.getLogger("flask_oauthclient")
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -315,16 +313,11 @@ def check_identity(
     :raises IdentityMismatch: the identity is another user's, or not the one
         the scope request began with.
     """
-    storage = state.storage
-    try:
-        owner = storage.find_user(provider, identity)
-    except OAuthClientError:
-        raise
-    except Exception:
-        log.exception("Looking up the owner of the %s identity failed.", provider)
-        raise StorageError("The permission could not be recorded.") from None
+    owner = identity_owner(
+        state, provider, identity, "The permission could not be recorded."
+    )
     if owner is not None:
-        if storage.user_key(owner) != storage.user_key(CURRENT_USER):
+        if not is_current_user(state, owner):
             raise IdentityMismatch(provider)
         return
     if expected is None or expected[1] != identity.subject:
