@@ -431,6 +431,10 @@ def chart(data: dict[str, t.Any], path: Path) -> None:
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
         ax.margins(y=0.18)
 
+    def goal_line(ax: t.Any, value: float, label: str, loc: str) -> None:
+        ax.axhline(value, color="black", linestyle="--", linewidth=0.8, label=label)
+        ax.legend(fontsize=8, loc=loc)
+
     protected = data["protected"]
     bars(
         axes[0],
@@ -439,14 +443,9 @@ def chart(data: dict[str, t.Any], path: Path) -> None:
         "{:.2f}",
     )
     if "floor" in protected:
-        axes[0].axhline(
-            protected["floor"]["median_ms"] * 1.10,
-            color="black",
-            linestyle="--",
-            linewidth=0.8,
-            label="1.10x floor",
+        goal_line(
+            axes[0], protected["floor"]["median_ms"] * 1.10, "1.10x floor", "upper left"
         )
-        axes[0].legend(fontsize=8, loc="upper left")
     bars(
         axes[1],
         "New provider connections / 1000 calls",
@@ -466,14 +465,9 @@ def chart(data: dict[str, t.Any], path: Path) -> None:
         "{:.1f}",
     )
     if "floor" in logins:
-        axes[4].axhline(
-            logins["floor"]["per_second"] * 0.95,
-            color="black",
-            linestyle="--",
-            linewidth=0.8,
-            label="0.95x floor",
+        goal_line(
+            axes[4], logins["floor"]["per_second"] * 0.95, "0.95x floor", "lower right"
         )
-        axes[4].legend(fontsize=8, loc="lower right")
     bars(
         axes[5],
         "Library import, cold (ms)",
@@ -481,14 +475,12 @@ def chart(data: dict[str, t.Any], path: Path) -> None:
         "{:.0f}",
     )
     if data["imports"].get("flask_dance", {}).get("library_ms"):
-        axes[5].axhline(
+        goal_line(
+            axes[5],
             data["imports"]["flask_dance"]["library_ms"],
-            color="black",
-            linestyle="--",
-            linewidth=0.8,
-            label="Flask-Dance",
+            "Flask-Dance",
+            "upper left",
         )
-        axes[5].legend(fontsize=8, loc="upper left")
     memory = data["memory"]
     calls = memory.get("ours", {}).get("calls", 0)
     bars(
@@ -498,14 +490,12 @@ def chart(data: dict[str, t.Any], path: Path) -> None:
         "{:.1f}",
     )
     if "flask_dance" in memory:
-        axes[6].axhline(
+        goal_line(
+            axes[6],
             memory["flask_dance"]["rss_mb"] * 1.05,
-            color="black",
-            linestyle="--",
-            linewidth=0.8,
-            label="1.05x Flask-Dance",
+            "1.05x Flask-Dance",
+            "lower right",
         )
-        axes[6].legend(fontsize=8, loc="lower right")
     after_logins = data.get("memory_after_logins") or {}
     bars(
         axes[7],
