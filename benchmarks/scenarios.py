@@ -574,10 +574,16 @@ LIBRARY_MODULES = {
     "flask_dance": ["flask_dance.consumer", "flask_dance.consumer.storage.sqla"],
     "authlib": ["authlib.integrations.flask_client"],
 }
-#: What a login adds to that: the ID-token check (Flask-Dance has none; Authlib's
-#: is loaded with its client already).
+#: What a login adds to that: the login flow and the ID-token check with PyJWT and
+#: cryptography (Flask-Dance has none; Authlib's is loaded with its client already).
 LOGIN_MODULES = {
-    "ours": ["flask_oauthclient.oidc"],
+    "ours": [
+        "flask_oauthclient.login",
+        "flask_oauthclient.oidc",
+        "jwt",
+        "jwt.algorithms",
+        "cryptography.hazmat.primitives.asymmetric.rsa",
+    ],
     "flask_dance": [],
     "authlib": [],
 }

@@ -3,11 +3,12 @@ their tokens, and call provider APIs with sessions that refresh by themselves.""
 
 from __future__ import annotations
 
+import typing as t
+
 from oauthlib.oauth2 import TokenExpiredError
 from requests_oauthlib.oauth2_session import TokenUpdated
 
 from . import signals
-from .app_token import AppClient
 from .client import UserClient
 from .errors import AuthorizationDenied
 from .errors import CallbackError
@@ -31,9 +32,12 @@ from .errors import UserRequired
 from .extension import OAuth
 from .provider import Provider
 from .storage import BaseStorage
-from .storage import MemoryStorage
-from .storage import SessionStorage
 from .storage import Token
+
+if t.TYPE_CHECKING:
+    from .app_token import AppClient
+    from .storage import MemoryStorage
+    from .storage import SessionStorage
 
 __all__ = [
     "AppClient",
@@ -67,3 +71,22 @@ __all__ = [
     "UserRequired",
     "signals",
 ]
+
+
+def __getattr__(name: str) -> t.Any:
+    # Imported on first use, not with the package: the app's own token
+    # (oauth.<name>.for_app()), which most apps never ask for, and the storages
+    # other than the one the app uses.
+    if name == "AppClient":
+        from .app_token import AppClient
+
+        return AppClient
+    if name in ("MemoryStorage", "SessionStorage"):
+        from . import storage
+
+        return getattr(storage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "AppClient", "MemoryStorage", "SessionStorage"})

@@ -15,7 +15,6 @@ import requests
 from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import OAuth2Error
 
-from . import revocation
 from .client_auth import check_supported
 from .client_auth import ClientAuth
 from .client_auth import JWT_METHODS
@@ -24,8 +23,6 @@ from .errors import ConfigurationError
 from .errors import InsecureTransportError
 from .errors import InvalidIDToken
 from .errors import ProviderError
-from .flow import code_challenge
-from .flow import PendingLogin
 from .provider_config import display_title
 from .provider_config import ProviderConfig
 from .tokens import Identity
@@ -42,6 +39,7 @@ from .transport import translate_http_error
 
 if t.TYPE_CHECKING:
     from . import oidc
+    from .flow import PendingLogin
     from .provider_config import CallbackClaims
     from .provider_config import ProfileMapper
     from .settings import Settings
@@ -306,6 +304,8 @@ class AppProvider:
 
     def authorization_url(self, pending: PendingLogin, redirect_uri: str) -> str:
         """The URL that sends the user to the provider for ``pending``."""
+        from .flow import code_challenge
+
         self.check_transport(redirect_uri)
         params: dict[str, t.Any] = dict(self.authorize_params)
         if pending.code_verifier is not None:
@@ -485,6 +485,8 @@ class AppProvider:
                     self.name,
                 )
             return False
+        from . import revocation
+
         self.check_client_auth()
         return revocation.revoke(
             self.http,
@@ -504,6 +506,8 @@ class AppProvider:
             self._oauth_revocation_url = ""
             issuer = self.endpoints().get("issuer")
             if self.metadata_url is not None and issuer:
+                from . import revocation
+
                 found = revocation.oauth_metadata_revocation_url(
                     self.http,
                     issuer,

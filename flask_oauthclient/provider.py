@@ -12,15 +12,11 @@ import requests
 from flask import has_app_context
 from flask import url_for
 
-from . import scopes as _scopes
 from . import signals
-from .app_token import AppClient
 from .client import UserClient
 from .errors import UnlinkRefused
-from .linking import can_unlink
 from .oauth_session import forget
 from .oauth_session import ProviderSession
-from .provider_config import display_title
 from .state import get_state
 from .storage.base import CURRENT_USER
 from .tokens import Identity
@@ -29,8 +25,13 @@ from .tokens import Token
 if t.TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
+    from .app_token import AppClient
     from .state import AppState
     from .storage.base import BaseStorage
+
+# Imported where they are used, not with the package: what only the app's own
+# token (app_token), unlinking (linking), scope upgrades (scopes) or the title
+# (provider_config) needs; a worker that answers API calls loads none of them.
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -61,6 +62,8 @@ class Provider:
     @property
     def title(self) -> str:
         """The name shown to users (``"Google"``)."""
+        from .provider_config import display_title
+
         return display_title(self.name, self.config.get("title"))
 
     @property
@@ -129,6 +132,8 @@ class Provider:
 
         .. versionadded:: 0.1
         """
+        from .app_token import AppClient
+
         return AppClient(self.name, self._owner, scope)
 
     @property
@@ -267,6 +272,8 @@ class Provider:
 
         .. versionadded:: 0.1
         """
+        from .linking import can_unlink
+
         if not self.linked:
             return False
         if not can_unlink(self._state, self.name):
@@ -296,6 +303,8 @@ class Provider:
 
         .. versionadded:: 0.1
         """
+        from . import scopes as _scopes
+
         return _scopes.has_scopes(self, *scopes)
 
     def request_scopes(self, *scopes: str, next: str | None = None) -> Response:
@@ -310,6 +319,8 @@ class Provider:
 
         .. versionadded:: 0.1
         """
+        from . import scopes as _scopes
+
         return _scopes.request_scopes(self, *scopes, next=next)
 
     def scopes_required(self, *scopes: str) -> t.Callable[[F], F]:
@@ -329,6 +340,8 @@ class Provider:
 
         .. versionadded:: 0.1
         """
+        from . import scopes as _scopes
+
         return _scopes.scopes_required(self, *scopes)
 
     def revoke_token(self) -> bool:

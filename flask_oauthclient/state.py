@@ -14,11 +14,10 @@ from flask import has_app_context
 from .cipher import cipher_from_config
 from .cipher import TokenCipher
 from .errors import ConfigurationError
-from .settings import CONFIG_DEFAULTS
-from .settings import Settings
 
 if t.TYPE_CHECKING:
     from .app_provider import AppProvider
+    from .settings import Settings
     from .storage.base import BaseStorage
 
 #: The key of the state in ``app.extensions``.
@@ -92,6 +91,10 @@ class AppState:
         hooks: Hooks,
     ) -> AppState:
         """Set the config defaults on ``app`` and read its settings."""
+        # Imported here, by init_app: importing the package doesn't need it.
+        from .settings import CONFIG_DEFAULTS
+        from .settings import Settings
+
         for key, value in CONFIG_DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = Settings.from_config(app.config)

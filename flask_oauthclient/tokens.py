@@ -5,8 +5,6 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
-from .redaction import mask_secrets
-
 
 class Token(dict[str, t.Any]):
     """A token as the extension hands it out (:attr:`Provider.token
@@ -21,6 +19,10 @@ class Token(dict[str, t.Any]):
     __slots__ = ()
 
     def __repr__(self) -> str:
+        # Imported here: init_app loads it (it filters the logs), importing the
+        # package need not.
+        from .redaction import mask_secrets
+
         return f"Token({mask_secrets(self)!r})"
 
     def copy(self) -> Token:

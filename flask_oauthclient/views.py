@@ -13,15 +13,15 @@ from flask import redirect
 from flask import request
 from flask.typing import ResponseReturnValue
 
-from . import flow
-from . import login
-from .csrf import check_csrf
 from .errors import UserRequired
-from .linking import current_user_id
 from .state import get_state
 
 if t.TYPE_CHECKING:
     from .provider import Provider
+
+# The views import their work (login, flow, csrf, linking) when they run: an app's
+# blueprints are registered by init_app in every worker, but only the workers that
+# handle a login, a link or a logout need those modules.
 
 #: ``logout(end_session=..., post_logout_redirect_uri=...)``: :meth:`OAuth.logout`.
 LogoutFunction = t.Callable[..., "str | None"]
@@ -37,13 +37,21 @@ def make_blueprint(provider: Provider, url_prefix: str) -> Blueprint:
     )
 
     def start() -> ResponseReturnValue:
+        from . import login
+
         return login.start(get_state(), provider)
 
     def authorized() -> ResponseReturnValue:
+        from . import login
+
         return login.complete(get_state(), provider)
 
     def link() -> ResponseReturnValue:
         """Link this provider to the logged-in user."""
+        from . import login
+        from .csrf import check_csrf
+        from .linking import current_user_id
+
         check_csrf()
         user_id = current_user_id()
         if user_id is None:
@@ -53,6 +61,10 @@ def make_blueprint(provider: Provider, url_prefix: str) -> Blueprint:
     def unlink() -> ResponseReturnValue:
         """Unlink this provider from the logged-in user, unless it is their last
         way to log in."""
+        from . import flow
+        from .csrf import check_csrf
+        from .linking import current_user_id
+
         check_csrf()
         if current_user_id() is None:
             raise UserRequired("Unlinking an account needs a logged-in user.")
@@ -76,6 +88,9 @@ def make_site_blueprint(logout_url: str | None, logout: LogoutFunction) -> Bluep
     bp = Blueprint("oauthclient", __name__, template_folder="templates")
 
     def logout_view() -> ResponseReturnValue:
+        from . import flow
+        from .csrf import check_csrf
+
         check_csrf()
         next_url = flow.safe_next(
             request.form.get("next"), get_state().settings.logout_redirect

@@ -8,6 +8,7 @@ PyJWT may use (the provider's keys come from the ``jwks`` module).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -17,15 +18,21 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 from typing import Callable
+from typing import TYPE_CHECKING
 
-import jwt
 import requests
-from jwt.types import Options
-from jwt.utils import base64url_encode
 
 from ..errors import ConfigurationError
 from ..errors import InvalidIDToken
 from .jwks import JWKSCache
+
+if TYPE_CHECKING:
+    import jwt
+    from jwt.types import Options
+
+# PyJWT (and with it cryptography) is imported where a token is checked: discovery,
+# which a refresh of a provider registered with server_metadata_url goes through,
+# imports this package, and needs neither.
 
 __all__ = [
     "IssuerMatcher",
@@ -85,7 +92,13 @@ _SIGNATURE_ONLY: Options = {
     "require": [],
     "enforce_minimum_key_length": True,
 }
-_JWT = jwt.PyJWT(options=_SIGNATURE_ONLY)
+
+
+@functools.cache
+def _signature_only() -> jwt.PyJWT:
+    import jwt
+
+    return jwt.PyJWT(options=_SIGNATURE_ONLY)
 
 
 # ------------------------------------------------------------------- the ID token
@@ -179,6 +192,8 @@ def validate_id_token(
 
     .. versionadded:: 0.1
     """
+    import jwt
+
     if not isinstance(id_token, str) or id_token.count(".") != 2:
         # Five parts would be an encrypted (JWE) ID token, which is not supported.
         raise InvalidIDToken("malformed", "The ID token is not a signed JWT.")
@@ -217,7 +232,7 @@ def validate_id_token(
         key = jwks.get_signing_key(http, header.get("kid"), alg, timeout=timeout)
 
     try:
-        claims = _JWT.decode(id_token, key=key, algorithms=[alg])
+        claims = _signature_only().decode(id_token, key=key, algorithms=[alg])
     except jwt.InvalidSignatureError as exc:
         raise InvalidIDToken(
             "invalid_signature", "The ID token's signature is not valid."
@@ -386,6 +401,8 @@ def _check_nonce(
 
 
 def _left_half_hash(alg: str, value: str) -> bytes:
+    from jwt.utils import base64url_encode
+
     hash_function = _AT_HASH_FUNCTIONS.get(alg)
     if hash_function is None:
         raise InvalidIDToken("invalid_at_hash", f"No at_hash is defined for {alg}.")

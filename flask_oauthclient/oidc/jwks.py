@@ -11,14 +11,19 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 from typing import Callable
+from typing import TYPE_CHECKING
 
-import jwt
 import requests
 
 from ..errors import InvalidIDToken
 from ..errors import ProviderError
 from ..transport import fetch_json
 from ..transport import SingleFlightCache
+
+if TYPE_CHECKING:
+    import jwt
+
+# PyJWT is imported where keys are parsed (see the id_token module).
 
 __all__ = ["JWKSCache"]
 
@@ -71,6 +76,8 @@ class _JWK:
     def for_alg(self, alg: str) -> jwt.PyJWK:
         key = self.bound.get(alg)
         if key is None:
+            import jwt
+
             try:
                 key = jwt.PyJWK(self.data, algorithm=alg)
             except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
@@ -82,6 +89,8 @@ class _JWK:
 
 
 def _parse_jwks(doc: Mapping[str, Any], url: str) -> tuple[_JWK, ...]:
+    import jwt
+
     entries = doc.get("keys")
     if not isinstance(entries, list):
         raise ProviderError(f"The JWKS at {url} has no 'keys' list.")

@@ -28,7 +28,6 @@ from .failures import database_errors
 from .failures import storage_error
 from .locking import HeldToken
 from .locking import ThreadHolds
-from .reencrypt import reencrypt_tokens
 from .rows import supports_native_upsert
 from .rows import TokenRows
 from .transactions import engine_for_writes
@@ -312,6 +311,9 @@ class SQLAlchemyStorage(BaseStorage):
 
         .. versionadded:: 0.1
         """
+        # Imported here: only ``flask oauth reencrypt`` and key rotations use it.
+        from .reencrypt import reencrypt_tokens
+
         return reencrypt_tokens(
             self._table, cipher or current_cipher(), batch_size, self._in_transaction
         )
