@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typing as t
-from dataclasses import dataclass
 
 
 class Token(dict[str, t.Any]):
@@ -29,12 +28,26 @@ class Token(dict[str, t.Any]):
         return Token(self)
 
 
-@dataclass
 class Identity:
     """Who a token belongs to at the provider: ``(issuer, subject)``. For OpenID
     Connect the ID token's ``iss`` and ``sub``; for plain OAuth 2 providers the
     provider's ``issuer`` if configured, else the origin of its authorization URL
-    (``https://github.com``), and its user id."""
+    (``https://github.com``), and its user id. Equal when both are."""
 
-    issuer: str
-    subject: str
+    # Written out rather than a dataclass: every worker imports it, and making a
+    # dataclass costs more than the rest of this module.
+    __slots__ = ("issuer", "subject")
+
+    def __init__(self, issuer: str, subject: str) -> None:
+        self.issuer = issuer
+        self.subject = subject
+
+    def __repr__(self) -> str:
+        return f"Identity(issuer={self.issuer!r}, subject={self.subject!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Identity):
+            return NotImplemented
+        return (self.issuer, self.subject) == (other.issuer, other.subject)
+
+    __hash__ = None  # type: ignore[assignment]
