@@ -29,6 +29,7 @@ from .state import get_state
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from .app_provider import AppProvider
     from .sqla import SQLAlchemyStorage
 
 #: Where ``flask run`` serves by default; the URLs are shown for it when the app has
@@ -98,7 +99,7 @@ def providers_command(base_url: str | None) -> None:
             kind = "OpenID Connect" if ap.is_oidc else "OAuth 2"
             rows = [
                 ("client id", _credential(ap.client_id, name, "CLIENT_ID")),
-                ("client secret", _credential(ap.client_secret, name, "CLIENT_SECRET")),
+                _client_auth(ap, name),
                 ("login URL", login_url),
                 ("callback URL", callback_url),
                 ("console", preset.console_url if preset else None),
@@ -129,6 +130,16 @@ def _wrap(text: str, label: str) -> str:
         subsequent_indent=" " * len(label),
         break_long_words=False,
         break_on_hyphens=False,
+    )
+
+
+def _client_auth(ap: AppProvider, name: str) -> tuple[str, str]:
+    """How the client authenticates: its secret, or the key it signs with."""
+    if ap.auth.method != "private_key_jwt":
+        return "client secret", _credential(ap.client_secret, name, "CLIENT_SECRET")
+    kid = ap.auth.keys[0].kid
+    return "client auth", "private_key_jwt, private key set" + (
+        f" (kid {kid})" if kid else " (no kid)"
     )
 
 

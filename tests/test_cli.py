@@ -466,3 +466,30 @@ def test_tokens_reads_encrypted_tokens(tmp_path: t.Any) -> None:
         output = cli(env, "tokens", "--provider", "dev")
         assert table(output) == {"dev": ["2", "0", "2", "0", "0", "0"]}
         assert "2 token(s) can't be decrypted" in output
+
+
+def test_private_key_jwt_shows_the_key_not_a_missing_secret(app: Flask) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    oauth = OAuth()
+    oauth.register(
+        "corp",
+        client_id="corp-id",
+        authorize_url="https://idp.example/authorize",
+        token_url="https://idp.example/token",
+        token_endpoint_auth_method="private_key_jwt",
+        client_private_key=key.decode(),
+        client_key_id="key-1",
+    )
+    oauth.init_app(app)
+    output = run(app).output
+    corp = block(output, "corp")
+    assert field(corp, "client secret") is None
+    assert field(corp, "client auth") == "private_key_jwt, private key set (kid key-1)"
+    assert "PRIVATE KEY" not in output
