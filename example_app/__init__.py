@@ -5,6 +5,10 @@ virtual environment). With no credentials it uses the development provider that 
 with Flask-OAuthClient; set ``GOOGLE_CLIENT_ID``/``GOOGLE_CLIENT_SECRET`` or
 ``GITHUB_CLIENT_ID``/``GITHUB_CLIENT_SECRET`` to add those providers.
 
+``/contacts`` needs a scope the login did not ask for: the first visit sends the
+user to the provider to grant it (incremental authorization, see
+:mod:`example_app.contacts`).
+
 ``flask --app example_app users sync`` reads every user's profile again from the
 provider, with that user's token; ``POST /webhooks/<provider>`` does it for one user
 (set ``WEBHOOK_SECRET``). See :mod:`example_app.sync`.
@@ -38,6 +42,9 @@ oauth = OAuth()
 
 #: Where the development provider listens unless DEV_PROVIDER_URL says otherwise.
 DEFAULT_DEV_PROVIDER_URL = "http://127.0.0.1:5001"
+#: The development provider's scope the contacts page needs on top of the login's:
+#: asked for when the page is first visited (:mod:`example_app.contacts`).
+CONTACTS_SCOPE = "contacts.read"
 
 
 class User(db.Model, UserMixin):  # type: ignore[name-defined,misc]
@@ -69,6 +76,8 @@ def _register_providers() -> None:
         client_secret=os.environ.get("DEV_CLIENT_SECRET", "dev-secret"),
         server_metadata_url=f"{dev_url}/.well-known/openid-configuration",
         scope=["openid", "email", "profile", "offline_access"],
+        # Not asked for at login; the contacts page asks for it when it needs it.
+        optional_scopes=[CONTACTS_SCOPE],
         api_base_url=f"{dev_url}/",
         authorize_params={"prompt": "consent"},
     )
@@ -161,6 +170,11 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
         storage=SQLAlchemyStorage(OAuthToken, db.session, user=lambda: current_user),
     )
     app.register_blueprint(site)
+    # Imported once the providers are registered: @oauth.dev.scopes_required
+    # checks that the scope was declared.
+    from .contacts import contacts
+
+    app.register_blueprint(contacts)
     # Acting for users who are not logged in: `flask users sync` and a webhook.
     from .sync import users_cli
     from .sync import webhooks

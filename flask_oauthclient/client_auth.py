@@ -128,11 +128,10 @@ class SigningKey:
             data = value.encode() if isinstance(value, str) else bytes(value)
             try:
                 key = serialization.load_pem_private_key(data, password=None)
-            except (ValueError, TypeError) as e:
-                reason = "it is encrypted" if "encrypted" in str(e) else "not a PEM key"
+            except (ValueError, TypeError):
                 raise ConfigurationError(
-                    f"client_private_key could not be loaded: {reason}. Give an "
-                    "unencrypted PEM private key (PKCS#8) or a private JWK."
+                    f"client_private_key could not be loaded: {_pem_problem(data)}. "
+                    "Give an unencrypted PEM private key (PKCS#8) or a private JWK."
                 ) from None
         return cls(key, alg or _algorithm(key), kid)
 
@@ -164,6 +163,20 @@ class SigningKey:
         jwk = {k: v for k, v in dict(jwk).items() if k not in ("key_ops", "ext")}
         jwk.update(kid=self.kid or thumbprint(jwk), alg=self.alg, use="sig")
         return jwk
+
+
+def _pem_problem(data: bytes) -> str:
+    """Why ``data`` is not a PEM private key, read from its PEM header only (the
+    message never quotes the value)."""
+    if b"ENCRYPTED" in data:
+        # "BEGIN ENCRYPTED PRIVATE KEY" (PKCS#8) or "Proc-Type: 4,ENCRYPTED".
+        return "it is encrypted"
+    if b"-----BEGIN" in data and (b"PUBLIC KEY-----" in data or b"CERTIFICATE" in data):
+        return (
+            "it is a public key: the private key is needed "
+            "(the provider gets the public one)"
+        )
+    return "not a PEM key"
 
 
 def _algorithm(key: t.Any) -> str:

@@ -424,10 +424,28 @@ def _jwk(key: t.Any) -> dict[str, t.Any]:
             },
             "not a PEM key",
         ),
+        (
+            {
+                "token_endpoint_auth_method": "private_key_jwt",
+                "client_private_key": RSA_KEY.public_key().public_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PublicFormat.SubjectPublicKeyInfo,
+                ),
+            },
+            "a public key: the private key is needed",
+        ),
         ({"client_private_key": pem(RSA_KEY)}, "only"),
         ({"token_endpoint_auth_method": "tls_client_auth"}, "must be one of"),
     ],
-    ids=["no-key", "public-jwk", "encrypted", "garbage", "key-unused", "unknown"],
+    ids=[
+        "no-key",
+        "public-jwk",
+        "encrypted",
+        "garbage",
+        "public-pem",
+        "key-unused",
+        "unknown",
+    ],
 )
 def test_bad_client_authentication_is_refused_at_init_app(
     register: dict[str, t.Any], message: str

@@ -7,8 +7,11 @@ import os
 import re
 import typing as t
 from pathlib import Path
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from test_flow import log_in
@@ -70,6 +73,64 @@ def test_returning_user_is_recognized(
     log_in(client, dev, "returning")
     with app.app_context():
         assert db.session.query(User).filter_by(name="Returning").count() == 1
+
+
+def test_contacts_page_asks_for_its_scope_then_shows(
+    app: Flask, client: FlaskClient, dev: DevProvider
+) -> None:
+    """``/contacts`` needs ``contacts.read``, which the login did not ask for: the
+    first visit sends the user to the provider for it (on top of the granted
+    scopes), and after granting the page is built with a token carrying both."""
+    from example_app import CONTACTS_SCOPE
+    from example_app import db
+    from example_app import OAuthToken
+
+    log_in(client, dev, "contactful")
+    assert 'id="nav-contacts" href="/contacts"' in client.get("/").get_data(
+        as_text=True
+    )
+    r = client.get("/contacts")
+    assert r.status_code == 302
+    ask = urlsplit(r.headers["Location"])
+    assert ask.path == "/login/dev"
+    assert parse_qs(ask.query) == {"scope": [CONTACTS_SCOPE], "next": ["/contacts"]}
+    r = client.get(r.headers["Location"])
+    assert r.status_code == 302
+    authorize = urlsplit(r.headers["Location"])
+    assert r.headers["Location"].startswith(f"{dev.issuer}/authorize?")
+    asked = parse_qs(authorize.query)["scope"][0].split()
+    assert set(asked) == {"openid", "email", "profile", "offline_access"} | {
+        CONTACTS_SCOPE
+    }
+    dev.auto_login = "contactful"
+    try:
+        granted = requests.get(r.headers["Location"], allow_redirects=False, timeout=5)
+    finally:
+        dev.auto_login = None
+    assert granted.status_code in (302, 303), granted.text
+    back = urlsplit(granted.headers["Location"])
+    r = client.get(f"{back.path}?{back.query}")
+    assert (r.status_code, r.headers["Location"]) == (302, "/contacts")
+    page = client.get("/contacts")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'data-api="sub">contactful<' in html
+    api_scope = re.search(r'data-api="scope">([^<]*)<', html)
+    assert api_scope is not None
+    assert {"openid", CONTACTS_SCOPE} <= set(api_scope.group(1).split())
+    with app.app_context():
+        row = db.session.query(OAuthToken).filter_by(subject="contactful").one()
+        scope = row.token["scope"]
+        scopes = scope.split() if isinstance(scope, str) else scope
+        assert {"openid", "email", "profile", CONTACTS_SCOPE} <= set(scopes)
+        # One row: the wider token replaced the login's, for the same user.
+        assert (
+            db.session.query(OAuthToken)
+            .filter_by(provider="dev")
+            .filter(OAuthToken.user_id == row.user_id)
+            .count()
+            == 1
+        )
 
 
 def _csrf(client: FlaskClient) -> str:

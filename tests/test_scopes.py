@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from helpers.fakes import FakeIdP
 from helpers.fakes import ISSUER
 from helpers.hardening import BASE_URL
+from helpers.hardening import callback
 from helpers.hardening import complete
 from helpers.hardening import log_in
 from helpers.hardening import make_site
@@ -197,6 +198,20 @@ def test_another_identity_is_refused_with_409_and_nothing_changes(
     assert stored(site) == before
     assert stored(site, "user-2") is None
     assert user_of(browser) == "user-1"
+    assert get(browser, f"/has/{CALENDAR}").data == b"False"
+
+
+def test_declining_the_extra_scopes_is_403_and_keeps_token_and_login(
+    site: Site, browser: FlaskClient
+) -> None:
+    before = stored(site)
+    params = ask_for_calendar(browser)
+    r = callback(browser, state=params["state"], error="access_denied")
+    assert r.status_code == 403
+    assert b"Login refused" in r.data
+    assert stored(site) == before
+    assert user_of(browser) == "user-1"
+    assert get(browser, "/has/email").data == b"True"
     assert get(browser, f"/has/{CALENDAR}").data == b"False"
 
 
