@@ -10,18 +10,18 @@ All cryptography is PyJWT's; this package only chooses which key and which algor
 PyJWT may use.
 
 Import the names below from here; the modules are ``discovery`` (server metadata),
-``jwks`` (the key set), ``id_token`` (ID-token checks, RFC 9207) and ``userinfo``
-(the userinfo check and merge). :func:`fetch_json` is the generic one of
-``flask_oauthclient.transport``, re-exported.
+``jwks`` (the key set), ``id_token`` (ID-token checks, RFC 9207), ``userinfo``
+(the userinfo check and merge) and ``documents`` (:func:`fetch_json` and the
+single-flight cache that discovery and the key set share).
 """
 
 from __future__ import annotations
 
-from ..transport import fetch_json
 from . import id_token as _id_token
 from . import userinfo as _userinfo
 from .discovery import issuer_from_metadata_url
 from .discovery import ServerMetadata
+from .documents import fetch_json
 from .id_token import check_authorization_response_iss
 from .id_token import tenant_issuer_matcher
 from .id_token import validate_id_token

@@ -18,8 +18,8 @@ import requests
 
 from ..errors import ConfigurationError
 from ..errors import ProviderError
-from ..transport import fetch_json
-from ..transport import SingleFlightCache
+from .documents import fetch_json
+from .documents import SingleFlightCache
 
 __all__ = ["ServerMetadata", "issuer_from_metadata_url"]
 

@@ -17,8 +17,8 @@ import requests
 
 from ..errors import InvalidIDToken
 from ..errors import ProviderError
-from ..transport import fetch_json
-from ..transport import SingleFlightCache
+from .documents import fetch_json
+from .documents import SingleFlightCache
 
 if TYPE_CHECKING:
     import jwt
