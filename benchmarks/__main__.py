@@ -279,11 +279,51 @@ def log(message: str) -> None:
 
 
 def record_load(data: dict[str, t.Any], moment: str) -> None:
-    """Keep (and print) the load average at ``moment``: other work on the machine
-    shows in every figure."""
+    """Wait for the machine to be quiet, then keep (and print) the load average at
+    ``moment``: other work on the machine shows in every figure."""
+    waited, idle = settle()
+    if waited is not None:
+        data.setdefault("settle", {})[moment] = {"waited_s": waited, "idle": idle}
+        log(f"  waited {waited} s for idle CPUs ({moment}): {idle:.0%} idle")
     load = [round(x, 2) for x in os.getloadavg()]
     data.setdefault("load_average", {})[moment] = load
     log(f"  load average ({moment}): {', '.join(map(str, load))}")
+
+
+#: How idle the CPUs must be (over one second) before a scenario starts, and how
+#: long to wait for that at most.
+QUIET_IDLE = 0.85
+QUIET_MAX_WAIT = 60.0
+
+
+def settle() -> tuple[float | None, float]:
+    """Wait until the CPUs are at least :data:`QUIET_IDLE` idle over one second (at
+    most :data:`QUIET_MAX_WAIT` seconds), so that what the previous scenario left
+    running (PostgreSQL's background work after the storms, exiting workers) does
+    not land in the next one. Returns the seconds waited and the last idle share;
+    ``(None, nan)`` where ``/proc/stat`` does not exist."""
+    if not os.path.exists("/proc/stat"):
+        return None, float("nan")
+    started = time.monotonic()
+    while True:
+        idle = _idle_share(1.0)
+        waited = time.monotonic() - started
+        if idle >= QUIET_IDLE or waited >= QUIET_MAX_WAIT:
+            return round(waited, 1), idle
+
+
+def _idle_share(seconds: float) -> float:
+    """The share of CPU time spent idle (or waiting for I/O) over ``seconds``."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+
+    idle_before, total_before = sample()
+    time.sleep(seconds)
+    idle_after, total_after = sample()
+    return (idle_after - idle_before) / max(1, total_after - total_before)
 
 
 if __name__ == "__main__":

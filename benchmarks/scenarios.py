@@ -42,7 +42,7 @@ class Plan:
     login_repeats: int = 5
     login_seconds: float = 2.0
     login_concurrency: int = 4
-    import_repeats: int = 7
+    import_repeats: int = 11
     #: Protected calls each API worker has answered when its memory is read.
     memory_calls: int = 10_000
     #: Connections the calls beyond scenario 1's are sent on at once.
