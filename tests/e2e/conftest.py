@@ -159,6 +159,28 @@ class Server:
                 self.proc.wait(5)
 
 
+def start_provider(
+    name: str, port: int, issuer: str | None = None, **env: str
+) -> Server:
+    """Start ``provider.mjs`` (oidc-provider) on ``port`` as ``issuer`` (default
+    ``http://127.0.0.1:<port>``) with the ``OP_*`` settings in ``env``, and wait for
+    its discovery document."""
+    issuer = issuer or f"http://127.0.0.1:{port}"
+    provider = Server(
+        name,
+        [shutil.which("node") or "node", "provider.mjs"],
+        port,
+        cwd=HERE,
+        env={**os.environ, "OP_PORT": str(port), "OP_ISSUER": issuer, **env},
+    )
+    try:
+        provider.wait(f"{issuer}/.well-known/openid-configuration")
+    except BaseException:
+        provider.stop()
+        raise
+    return provider
+
+
 @dataclass
 class Stack:
     """The running provider and app, and what the tests ask them."""
@@ -253,27 +275,19 @@ def stack(
     db_path = tmp_path_factory.mktemp("example-app") / "example.sqlite"
     servers: list[Server] = []
     try:
-        provider = Server(
+        provider = start_provider(
             "provider",
-            [shutil.which("node") or "node", "provider.mjs"],
             op_port,
-            cwd=HERE,
-            env={
-                **os.environ,
-                "OP_PORT": str(op_port),
-                "OP_ISSUER": issuer,
-                "OP_CLIENT_ID": CLIENT_ID,
-                "OP_CLIENT_SECRET": CLIENT_SECRET,
-                "OP_REDIRECT_URIS": f"{app_url}/login/dev/authorized",
-                "OP_ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),
-                # The example app's profile page calls "<issuer>/userinfo" (right for
-                # the bundled development provider) instead of the discovered
-                # userinfo_endpoint (oidc-provider's is /me): serve it there too.
-                "OP_USERINFO_PATH": USERINFO_PATH,
-            },
+            OP_CLIENT_ID=CLIENT_ID,
+            OP_CLIENT_SECRET=CLIENT_SECRET,
+            OP_REDIRECT_URIS=f"{app_url}/login/dev/authorized",
+            OP_ACCESS_TOKEN_TTL=str(ACCESS_TOKEN_TTL),
+            # The example app's profile page calls "<issuer>/userinfo" (right for
+            # the bundled development provider) instead of the discovered
+            # userinfo_endpoint (oidc-provider's is /me): serve it there too.
+            OP_USERINFO_PATH=USERINFO_PATH,
         )
         servers.append(provider)
-        provider.wait(f"{issuer}/.well-known/openid-configuration")
         metadata = requests.get(
             f"{issuer}/.well-known/openid-configuration", timeout=5
         ).json()

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import sys
 import time
 import typing as t
@@ -37,6 +36,7 @@ from .conftest import free_port
 from .conftest import HERE
 from .conftest import REFRESH_LEEWAY
 from .conftest import Server
+from .conftest import start_provider
 
 pytestmark = [
     pytest.mark.e2e,
@@ -154,23 +154,16 @@ def features(e2e_ready: None) -> t.Iterator[Features]:
     }
     servers: list[Server] = []
     try:
-        provider = Server(
+        provider = start_provider(
             "features-provider",
-            [shutil.which("node") or "node", "provider.mjs"],
             op_port,
-            cwd=HERE,
-            env={
-                **os.environ,
-                "OP_PORT": str(op_port),
-                "OP_ISSUER": issuer,
-                "OP_REDIRECT_URIS": f"{app_url}/unused",
-                "OP_ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),
-                "OP_EXTRA_CLIENTS": _json(clients),
-                "OP_EXTRA_SCOPES": "calendar",
-            },
+            issuer,
+            OP_REDIRECT_URIS=f"{app_url}/unused",
+            OP_ACCESS_TOKEN_TTL=str(ACCESS_TOKEN_TTL),
+            OP_EXTRA_CLIENTS=_json(clients),
+            OP_EXTRA_SCOPES="calendar",
         )
         servers.append(provider)
-        provider.wait(f"{issuer}/.well-known/openid-configuration")
         app = Server(
             "features-app",
             [sys.executable, str(HERE / "feature_app.py"), str(app_port)],
