@@ -175,3 +175,18 @@ def test_every_config_key_is_documented() -> None:
     docs = (Path(__file__).parent.parent / "docs" / "config.rst").read_text()
     missing = [key for key in CONFIG_DEFAULTS if f".. py:data:: {key}" not in docs]
     assert missing == []
+
+
+def test_every_per_provider_config_key_is_documented() -> None:
+    """The ``OAUTHCLIENT_<NAME>_*`` keys a provider reads from the app config (as
+    ``prefix + "KEY"`` in app_provider.py) each have an entry in config.rst."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    source = (root / "flask_oauthclient" / "app_provider.py").read_text()
+    keys = set(re.findall(r'prefix \+ "([A-Z_]+)"', source))
+    assert {"CLIENT_ID", "CLIENT_SECRET", "CLIENT_PRIVATE_KEY"} <= keys
+    docs = (root / "docs" / "config.rst").read_text()
+    documented = set(re.findall(r"OAUTHCLIENT_<NAME>_([A-Z_]+)", docs))
+    assert sorted(keys - documented) == []
