@@ -102,6 +102,12 @@ def providers_command(base_url: str | None) -> None:
                 _client_auth(ap, name),
                 ("login URL", login_url),
                 ("callback URL", callback_url),
+                (
+                    "callback by",
+                    "POST from the provider (response_mode=form_post)"
+                    if ap.response_mode == "form_post"
+                    else None,
+                ),
                 ("console", preset.console_url if preset else None),
             ]
             click.echo(f"{name} ({ap.title}, {kind})")

@@ -493,3 +493,23 @@ def test_private_key_jwt_shows_the_key_not_a_missing_secret(app: Flask) -> None:
     assert field(corp, "client secret") is None
     assert field(corp, "client auth") == "private_key_jwt, private key set (kid key-1)"
     assert "PRIVATE KEY" not in output
+
+
+def test_a_form_post_callback_is_shown(app: Flask) -> None:
+    """Proxies and firewalls must let the provider's POST reach the callback."""
+    oauth = OAuth()
+    for name, mode in (("posted", "form_post"), ("plain", None)):
+        oauth.register(
+            name,
+            client_id=f"{name}-id",
+            client_secret=SECRET,
+            authorize_url="https://idp.example/authorize",
+            token_url="https://idp.example/token",
+            response_mode=mode,
+        )
+    oauth.init_app(app)
+    output = run(app).output
+    assert field(block(output, "posted"), "callback by") == (
+        "POST from the provider (response_mode=form_post)"
+    )
+    assert field(block(output, "plain"), "callback by") is None
