@@ -91,7 +91,12 @@ class ScopeNotAllowed(CallbackError):
 
     def __init__(self) -> None:
         super().__init__(
-            "scope_not_allowed", "The scope request names a scope not declared."
+            "scope_not_allowed",
+            "The scope request names a scope not declared.",
+            description=(
+                "This link asks for a permission this site does not ask for. "
+                "Nothing was sent to the provider."
+            ),
         )
 
 

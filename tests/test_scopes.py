@@ -234,6 +234,7 @@ def test_a_crafted_scope_link_is_400_and_asks_nothing(
     calls = list(site.idp.calls)
     r = get(browser, "/login/corp", query_string=query)
     assert r.status_code == 400
+    assert b"asks for a permission this site does not ask for" in r.data
     assert "Location" not in r.headers
     assert site.idp.calls == calls
     with browser.session_transaction(base_url=BASE_URL) as session:
