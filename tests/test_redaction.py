@@ -29,6 +29,7 @@ from helpers.hardening import callback
 from helpers.hardening import complete
 from helpers.hardening import make_site
 from helpers.hardening import start_login
+from hypothesis import assume
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -254,6 +255,9 @@ def test_redact_hides_secrets_in_every_shape(
     secret: str, key: str, form: t.Callable[[str, str], str]
 ) -> None:
     text = form(key, secret)
+    # A secret that is also a piece of the message's own words ("token_ty") can't
+    # be told apart from them.
+    assume(secret not in form(key, ""))
     redacted = redaction.redact(text)
     assert secret not in redacted
     assert redaction.redact(redacted) == redacted
