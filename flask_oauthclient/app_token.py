@@ -3,7 +3,7 @@ the app makes in its own name rather than a user's; ``oauth.<name>.for_app()``.
 
 One token per app, provider and scope, kept in this process: fetched on first use,
 shared by every thread until it is about to expire (the refresh leeway, see
-:func:`.refresh.is_expiring`), fetched again once when a call gets a 401. Callers
+:func:`.tokens.is_expiring`), fetched again once when a call gets a 401. Callers
 that need it at the same moment wait for one fetch; when that fetch fails, those
 waiting share its error rather than asking the provider again one after the other.
 """
@@ -24,8 +24,8 @@ from .client import api_url
 from .client import calling
 from .errors import ConfigurationError
 from .errors import ProviderError
-from .refresh import is_expiring
 from .state import get_state
+from .tokens import is_expiring
 from .tokens import Token
 from .transport import body_cap
 from .transport import check_token_response

@@ -24,11 +24,11 @@ from oauthlib.oauth2 import TokenExpiredError
 from requests_oauthlib import OAuth2Session
 from requests_oauthlib.oauth2_session import TokenUpdated
 
-from . import refresh
 from . import signals
 from .errors import ProviderError
 from .errors import ReauthorizationRequired
 from .storage.base import CURRENT_USER
+from .tokens import is_expiring
 from .tokens import Token
 from .transport import capped
 from .transport import check_token_response
@@ -215,23 +215,25 @@ class ProviderSession(PooledOAuth2Session):
                 withhold_token=withhold_token,
                 **kwargs,
             )
-        if refresh.is_expiring(self.token, ap.settings.refresh_leeway):
+        if is_expiring(self.token, ap.settings.refresh_leeway):
             if ap.token_updater is None:
                 # requests-oauthlib's third style: refresh, save nothing, and hand
                 # the new token to the caller in TokenUpdated.
                 if not self.token.get("refresh_token"):
                     raise TokenExpiredError()
+                from .refresh import InvalidGrant
+
                 try:
                     self.token = self.refresh_at_provider(
                         self.token, token_url=ap.endpoint("token_url")
                     )
-                except refresh.InvalidGrant:
+                except InvalidGrant:
                     raise ReauthorizationRequired(
                         "The provider refused the refresh token (invalid_grant)."
                     ) from None
                 raise TokenUpdated(Token(self.token))
             self.refresh_token()
-            if refresh.is_expiring(self.token, 0):
+            if is_expiring(self.token, 0):
                 raise _expired_on_arrival()
         used = self.token
         try:
@@ -269,6 +271,10 @@ class ProviderSession(PooledOAuth2Session):
         changed), the provider is asked; the arguments of requests-oauthlib's
         signature are accepted and the provider's settings used instead.
         """
+        # Imported by the first refresh: a call with a valid token needs none of
+        # it (nor its locks).
+        from . import refresh
+
         ap = self.app_provider
         stale = Token(self.token or {})
         if refresh_token:
@@ -302,6 +308,8 @@ class ProviderSession(PooledOAuth2Session):
 
         :raises refresh.InvalidGrant: the provider refused the refresh token.
         """
+        from .refresh import InvalidGrant
+
         ap = self.app_provider
         hooks = self.compliance_hook["refresh_token_response"]
         if check_token_response not in hooks:
@@ -320,7 +328,7 @@ class ProviderSession(PooledOAuth2Session):
             raise translate_http_error(e) from None
         except OAuth2Error as e:
             if e.error == "invalid_grant":
-                raise refresh.InvalidGrant() from None
+                raise InvalidGrant() from None
             # invalid_client (a rotated secret), unauthorized_client, ...: our side
             # or the provider's, not the user's; the stored token stays.
             raise ProviderError(

@@ -27,6 +27,7 @@ from .errors import ReauthorizationRequired
 from .locks import process_lock
 from .storage.base import BaseStorage
 from .storage.base import CURRENT_USER
+from .tokens import is_expiring
 from .tokens import Token
 
 #: How long a refresh result is remembered for callers that still hold the old token.
@@ -65,26 +66,6 @@ class _RecentRefreshes:
 
 
 _recent = _RecentRefreshes()
-
-
-def is_expiring(token: t.Mapping[str, t.Any], leeway: float) -> bool:
-    """Whether ``token`` expires within the leeway: ``leeway`` seconds, but at most
-    half the token's lifetime (``expires_in``), so that a token of a few seconds is
-    used before it is refreshed. A token without ``expires_at`` never looks expired
-    (it is refreshed on a 401 instead)."""
-    expires_at = token.get("expires_at")
-    if not _is_number(expires_at):
-        return False
-    lifetime = token.get("expires_in")
-    if isinstance(lifetime, str) and lifetime.isdigit():
-        lifetime = int(lifetime)
-    if _is_number(lifetime) and lifetime > 0:
-        leeway = min(leeway, float(lifetime) / 2)
-    return float(expires_at) - leeway <= time.time()
-
-
-def _is_number(value: t.Any) -> t.TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _digest(value: str) -> str:

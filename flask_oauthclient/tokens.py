@@ -1,7 +1,9 @@
-"""What a token is and whose it is: :class:`Token` and :class:`Identity`."""
+"""What a token is and whose it is: :class:`Token` and :class:`Identity`; and when
+it is due for a refresh (:func:`is_expiring`)."""
 
 from __future__ import annotations
 
+import time
 import typing as t
 
 
@@ -51,3 +53,23 @@ class Identity:
         return (self.issuer, self.subject) == (other.issuer, other.subject)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def is_expiring(token: t.Mapping[str, t.Any], leeway: float) -> bool:
+    """Whether ``token`` expires within the leeway: ``leeway`` seconds, but at most
+    half the token's lifetime (``expires_in``), so that a token of a few seconds is
+    used before it is refreshed. A token without ``expires_at`` never looks expired
+    (it is refreshed on a 401 instead)."""
+    expires_at = token.get("expires_at")
+    if not _is_number(expires_at):
+        return False
+    lifetime = token.get("expires_in")
+    if isinstance(lifetime, str) and lifetime.isdigit():
+        lifetime = int(lifetime)
+    if _is_number(lifetime) and lifetime > 0:
+        leeway = min(leeway, float(lifetime) / 2)
+    return float(expires_at) - leeway <= time.time()
+
+
+def _is_number(value: t.Any) -> t.TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -170,8 +170,17 @@ with app.app_context():
     )
 """
 
-#: What only a login, an ID token, the CLI, another database or a rare API needs.
+#: What only a refresh or a token write needs (the refresh machinery, its locks).
+FOR_REFRESHES = [
+    "flask_oauthclient.refresh",
+    "flask_oauthclient.locks",
+    "flask_oauthclient.sqla.locking",
+]
+
+#: What only a login, an ID token, the CLI, another database, a rare API or a
+#: refresh needs.
 NOT_FOR_API_CALLS = [
+    *FOR_REFRESHES,
     "jwt",
     "cryptography",
     "sqlalchemy.dialects.mysql",
@@ -259,6 +268,7 @@ def test_a_refresh_without_id_token_loads_neither_pyjwt_nor_a_login(
         expires_in=-600,
     )
     modules = stages["refresh"]
+    assert loaded(modules, *FOR_REFRESHES) == FOR_REFRESHES
     assert loaded(modules, "flask_oauthclient.oidc") == ["flask_oauthclient.oidc"]
     assert loaded(modules, "jwt", "cryptography") == []
     assert loaded(modules, "flask_oauthclient.login", "flask_oauthclient.flow") == []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import typing as t
 from contextlib import contextmanager
 
@@ -15,7 +16,6 @@ from ..encryption import TokenCipher
 from ..errors import ConfigurationError
 from ..errors import IdentityInUse
 from ..errors import UserRequired
-from ..locks import process_lock
 from ..storage.base import BaseStorage
 from ..storage.base import CURRENT_USER
 from ..storage.base import LockedToken
@@ -26,8 +26,6 @@ from .app_session import is_uncommitted
 from .app_session import watch
 from .failures import database_errors
 from .failures import storage_error
-from .locking import HeldToken
-from .locking import ThreadHolds
 from .rows import supports_native_upsert
 from .rows import TokenRows
 from .transactions import engine_for_writes
@@ -37,6 +35,9 @@ from .transactions import run_in_transaction
 from .transactions import run_on_shared_connection
 from .transactions import shares_one_connection
 from .users import UserIds
+
+if t.TYPE_CHECKING:
+    from .locking import ThreadHolds
 
 __all__ = ["SQLAlchemyStorage"]
 
@@ -95,9 +96,25 @@ class SQLAlchemyStorage(BaseStorage):
         self._users = UserIds(
             rows.mapper, rows.user_column, rows.user_attr, user, user_id
         )
-        self._holds = ThreadHolds()
+        self._holds_guard = threading.Lock()
+        self._holds_made: ThreadHolds | None = None
         #: Whether the session's flushes are recorded (what on_login inserted).
         self._watched = watch(session)
+
+    @property
+    def _holds(self) -> ThreadHolds:
+        """The tokens each thread holds the lock of. Made by the first write or
+        lock, with :mod:`.locking`, which a worker that only reads tokens never
+        loads."""
+        holds = self._holds_made
+        if holds is None:
+            from .locking import ThreadHolds
+
+            with self._holds_guard:
+                if self._holds_made is None:
+                    self._holds_made = ThreadHolds()
+                holds = self._holds_made
+        return holds
 
     # -- the storage protocol ---------------------------------------------------------
 
@@ -239,6 +256,9 @@ class SQLAlchemyStorage(BaseStorage):
         the new token; another write in the same block takes it again. An exception
         in the block before a write leaves the stored token untouched.
         """
+        from ..locks import process_lock
+        from .locking import HeldToken
+
         user_id = self._users.resolve(user)
         with process_lock((id(self), provider, user_id)):
             if user_id is None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import typing as t
 from contextlib import contextmanager
 
-from ..locks import process_lock
 from ..tokens import Identity
 from ..tokens import Token
 
@@ -114,6 +113,9 @@ class BaseStorage:
         processes override it with a lock the other processes see (a database row
         lock), and must still re-read the token after taking it.
         """
+        # Imported by the first refresh, as is the rest of the refresh machinery.
+        from ..locks import process_lock
+
         with process_lock((id(self), provider, self.user_key(user))):
             yield LockedToken(
                 self.get(provider, user=user),
