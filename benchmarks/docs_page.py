@@ -80,8 +80,10 @@ stored token expired and list the worker's modules.
    the resident memory of those workers.
 4. **Import**: cold import in a fresh interpreter (median of {import_repeats}), of
    the library alone (after Flask, Flask-SQLAlchemy, Flask-Login and requests) and
-   of the whole app module; the memory that library import takes, alone and with
-   the modules a login loads (the ID-token check).
+   of the whole app module; the CPU instructions of the library import (valgrind's
+   callgrind, one run: they do not vary from run to run as the milliseconds do);
+   the memory that library import takes, alone and with the modules a login loads
+   (the ID-token check).
 
 Results
 -------

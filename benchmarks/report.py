@@ -263,6 +263,23 @@ def rows(data: dict[str, t.Any]) -> list[Row]:
     row.met = dance is not None and dance <= 1.0
     out.append(row)
 
+    instructions = {
+        a: imports[a]["library_instructions"] / 1e6
+        for a in COLUMNS
+        if imports.get(a, {}).get("library_instructions")
+    }
+    if instructions:
+        row = Row(
+            "Library import, CPU instructions (millions)",
+            instructions,
+            "lower",
+            fmt="{:.1f}",
+        )
+        row.vs_best_peer = _ratio(
+            instructions.get("ours"), _best_peer(instructions, "lower")
+        )
+        out.append(row)
+
     lib_mem = {
         a: imports[a]["library_memory"]["rss_mb"]
         for a in COLUMNS

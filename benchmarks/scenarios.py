@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import typing as t
@@ -645,6 +647,51 @@ def _import_memory(
     }
 
 
+#: The library import between two calls of ``math.lgamma``, where callgrind dumps
+#: its counters: the second dump counts the import alone.
+_MARKED = """
+import math
+for name in {base!r}:
+    __import__(name)
+math.lgamma(3.0)
+for name in {modules!r}:
+    __import__(name)
+math.lgamma(3.0)
+"""
+
+
+def _instructions(
+    base: list[str], modules: list[str], env: dict[str, str]
+) -> int | None:
+    """The CPU instructions the import of ``modules`` runs (valgrind's callgrind,
+    hash seed fixed): the same on every run, where the time in milliseconds
+    varies by a third from run to run on a shared machine. ``None`` without
+    valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--dump-before=math_lgamma*",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-c",
+                _MARKED.format(base=base, modules=modules),
+            ],
+            env={**env, "PYTHONHASHSEED": "0"},
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        for line in Path(f"{out}.2").read_text().splitlines():
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError("callgrind wrote no summary of the import")
+
+
 def _slowest_modules(
     modules: list[str], env: dict[str, str], top: int = 15
 ) -> list[tuple[str, int]]:
@@ -701,6 +748,9 @@ def import_time(apps: list[str], plan: Plan, env: dict[str, str]) -> dict[str, t
             runs = [_import_memory(_BASE_MODULES, login, env) for _ in range(3)]
             r["with_login_memory"] = sorted(runs, key=lambda m: m["rss_mb"])[1]
             r["slowest_modules"] = _slowest_modules(LIBRARY_MODULES[app], env)
+            r["library_instructions"] = _instructions(
+                _BASE_MODULES, LIBRARY_MODULES[app], env
+            )
     return results
 
 
