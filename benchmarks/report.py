@@ -141,6 +141,13 @@ def _ratio(a: t.Any, b: t.Any) -> float | None:
     return a / b
 
 
+def _lower_vs_peers(label: str, values: dict[str, t.Any]) -> Row:
+    """A row where lower is better, compared with the better peer."""
+    row = Row(label, values, "lower", fmt="{:.1f}")
+    row.vs_best_peer = _ratio(values.get("ours"), _best_peer(values, "lower"))
+    return row
+
+
 def _vs_dance(values: dict[str, t.Any]) -> float | None:
     return _ratio(values.get("ours"), values.get("flask_dance"))
 
@@ -269,16 +276,9 @@ def rows(data: dict[str, t.Any]) -> list[Row]:
         if imports.get(a, {}).get("library_instructions")
     }
     if instructions:
-        row = Row(
-            "Library import, CPU instructions (millions)",
-            instructions,
-            "lower",
-            fmt="{:.1f}",
+        out.append(
+            _lower_vs_peers("Library import, CPU instructions (millions)", instructions)
         )
-        row.vs_best_peer = _ratio(
-            instructions.get("ours"), _best_peer(instructions, "lower")
-        )
-        out.append(row)
 
     lib_mem = {
         a: imports[a]["library_memory"]["rss_mb"]
@@ -286,24 +286,15 @@ def rows(data: dict[str, t.Any]) -> list[Row]:
         if "library_memory" in imports.get(a, {})
     }
     if lib_mem:
-        row = Row("Library import, memory (MiB)", lib_mem, "lower", fmt="{:.1f}")
-        row.vs_best_peer = _ratio(lib_mem.get("ours"), _best_peer(lib_mem, "lower"))
-        out.append(row)
+        out.append(_lower_vs_peers("Library import, memory (MiB)", lib_mem))
         with_login = {
             a: imports[a]["with_login_memory"]["rss_mb"]
             for a in COLUMNS
             if "with_login_memory" in imports.get(a, {})
         }
-        row = Row(
-            "Library and its login modules, memory (MiB)",
-            with_login,
-            "lower",
-            fmt="{:.1f}",
+        out.append(
+            _lower_vs_peers("Library and its login modules, memory (MiB)", with_login)
         )
-        row.vs_best_peer = _ratio(
-            with_login.get("ours"), _best_peer(with_login, "lower")
-        )
-        out.append(row)
 
     app_import = {a: imports[a]["app_ms"] for a in COLUMNS if a in imports}
     row = Row("App module import, cold (ms)", app_import, "lower", fmt="{:.1f}")
