@@ -719,6 +719,38 @@ def test_writing_past_the_lock_one_holds_fails_at_once(env: Env) -> None:
     assert env.storage.get("google", user=alice) == token("newer")
 
 
+def test_threads_of_a_new_storage_share_one_record_of_held_locks(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record of which thread holds which token lock is made by the first write
+    or lock: threads that get there at once must still share one, or a thread
+    would not see its own lock and wait on it until the timeout."""
+    from flask_oauthclient.sqla import locking
+
+    made = locking.ThreadHolds.__init__
+
+    def slowly(self: locking.ThreadHolds) -> None:
+        time.sleep(0.05)  # widen the window between checking and storing
+        made(self)
+
+    monkeypatch.setattr(locking.ThreadHolds, "__init__", slowly)
+    storage = SQLAlchemyStorage(env.OAuthToken, env.db.session)
+    start = threading.Barrier(4)
+    seen: list[int] = []
+
+    def first_write() -> None:
+        start.wait(5)
+        seen.append(id(storage._holds))
+
+    threads = [threading.Thread(target=first_write) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(seen) == 4
+    assert len(set(seen)) == 1
+
+
 def test_lock_makes_plain_writes_wait(env: Env) -> None:
     (alice,) = add_users(env, "alice")
     env.storage.set("google", token("old"), user=alice)
