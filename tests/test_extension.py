@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from flask import Flask
 
@@ -168,8 +171,6 @@ def test_providers_outside_an_initialized_app() -> None:
 
 
 def test_every_config_key_is_documented() -> None:
-    from pathlib import Path
-
     from flask_oauthclient.settings import CONFIG_DEFAULTS
 
     docs = (Path(__file__).parent.parent / "docs" / "config.rst").read_text()
@@ -180,9 +181,6 @@ def test_every_config_key_is_documented() -> None:
 def test_every_per_provider_config_key_is_documented() -> None:
     """The ``OAUTHCLIENT_<NAME>_*`` keys a provider reads from the app config (as
     ``prefix + "KEY"`` in app_provider.py) each have an entry in config.rst."""
-    import re
-    from pathlib import Path
-
     root = Path(__file__).parent.parent
     source = (root / "flask_oauthclient" / "app_provider.py").read_text()
     keys = set(re.findall(r'prefix \+ "([A-Z_]+)"', source))
