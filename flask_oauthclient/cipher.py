@@ -1,5 +1,6 @@
-"""The Fernet cipher of tokens at rest (:class:`TokenCipher`) and how a stored
-encrypted token looks. How and when tokens are encrypted: :mod:`.encryption`."""
+"""The Fernet cipher of tokens at rest (:class:`TokenCipher`), loaded by the apps
+that set ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS``. How and when tokens are encrypted:
+:mod:`.encryption`."""
 
 from __future__ import annotations
 
@@ -8,25 +9,15 @@ import re
 import typing as t
 
 from .errors import ConfigurationError
+from .tokens import ENCRYPTED_KEY
+from .tokens import is_encrypted
 from .tokens import Token
 
 if t.TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
-#: The only key of a stored encrypted token: ``{"enc": "<Fernet token>"}``.
-ENCRYPTED_KEY = "enc"
-
 #: What :meth:`TokenCipher.rotate` did to a stored token.
 RotateStatus = t.Literal["current", "rotated", "encrypted"]
-
-
-def is_encrypted(stored: t.Any) -> bool:
-    """Whether ``stored`` (a stored token as read back) is an encrypted token."""
-    return (
-        isinstance(stored, t.Mapping)
-        and len(stored) == 1
-        and isinstance(stored.get(ENCRYPTED_KEY), str)
-    )
 
 
 class UndecryptableToken(ValueError):

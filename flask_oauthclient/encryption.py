@@ -27,13 +27,15 @@ from __future__ import annotations
 import logging
 import typing as t
 
-from .cipher import cipher_from_config
-from .cipher import ENCRYPTED_KEY
-from .cipher import is_encrypted
-from .cipher import TokenCipher
-from .cipher import UndecryptableToken
 from .state import current_cipher
+from .tokens import ENCRYPTED_KEY
+from .tokens import is_encrypted
 from .tokens import Token
+
+if t.TYPE_CHECKING:
+    from .cipher import cipher_from_config
+    from .cipher import TokenCipher
+    from .cipher import UndecryptableToken
 
 __all__ = [
     "ENCRYPTED_KEY",
@@ -47,6 +49,22 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: What :mod:`.cipher` gives this module's users, imported on first use: an app
+#: that does not encrypt its tokens never needs it.
+_FROM_CIPHER = frozenset({"TokenCipher", "UndecryptableToken", "cipher_from_config"})
+
+
+def __getattr__(name: str) -> t.Any:
+    if name in _FROM_CIPHER:
+        from . import cipher
+
+        return getattr(cipher, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FROM_CIPHER})
 
 
 def seal(
@@ -77,7 +95,7 @@ def unseal(stored: t.Any, cipher: TokenCipher | None = None) -> Token | None:
         return None
     try:
         return cipher.decrypt(stored)
-    except ValueError:
+    except ValueError:  # UndecryptableToken
         log.error(
             "A stored token can't be decrypted with any key of "
             "OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS (was its key removed before running "

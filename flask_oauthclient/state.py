@@ -11,12 +11,11 @@ from flask import current_app
 from flask import Flask
 from flask import has_app_context
 
-from .cipher import cipher_from_config
-from .cipher import TokenCipher
 from .errors import ConfigurationError
 
 if t.TYPE_CHECKING:
     from .app_provider import AppProvider
+    from .cipher import TokenCipher
     from .settings import Settings
     from .storage.base import BaseStorage
 
@@ -104,7 +103,7 @@ class AppState:
             settings=settings,
             hooks=hooks,
             config=app.config,
-            cipher=cipher_from_config(settings.token_encryption_keys),
+            cipher=_cipher(settings.token_encryption_keys),
         )
 
     def provider(self, name: str) -> AppProvider:
@@ -116,6 +115,16 @@ class AppState:
                 f"Provider {name!r} was registered after init_app(); register "
                 "providers before initializing the app."
             ) from None
+
+
+def _cipher(keys: t.Any) -> TokenCipher | None:
+    """The cipher of ``OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS``, or ``None`` without keys.
+    The cipher's module is imported only by the apps that encrypt their tokens."""
+    if not keys:
+        return None
+    from .cipher import cipher_from_config
+
+    return cipher_from_config(keys)
 
 
 def get_state(app: Flask | None = None, *, owner: object | None = None) -> AppState:

@@ -1,10 +1,14 @@
-"""What a token is and whose it is: :class:`Token` and :class:`Identity`; and when
-it is due for a refresh (:func:`is_expiring`)."""
+"""What a token is and whose it is: :class:`Token` and :class:`Identity`; when it
+is due for a refresh (:func:`is_expiring`); and how a stored token that is
+encrypted looks (:func:`is_encrypted`)."""
 
 from __future__ import annotations
 
 import time
 import typing as t
+
+#: The only key of a stored encrypted token: ``{"enc": "<Fernet token>"}``.
+ENCRYPTED_KEY = "enc"
 
 
 class Token(dict[str, t.Any]):
@@ -73,3 +77,12 @@ def is_expiring(token: t.Mapping[str, t.Any], leeway: float) -> bool:
 
 def _is_number(value: t.Any) -> t.TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_encrypted(stored: t.Any) -> bool:
+    """Whether ``stored`` (a stored token as read back) is an encrypted token."""
+    return (
+        isinstance(stored, t.Mapping)
+        and len(stored) == 1
+        and isinstance(stored.get(ENCRYPTED_KEY), str)
+    )

@@ -124,7 +124,7 @@ def load_user(user_id):
 
 
 app = Flask("imports_app")
-app.config.update(SECRET_KEY="k", SQLALCHEMY_DATABASE_URI=DATABASE_URL)
+app.config.update(SECRET_KEY="k", SQLALCHEMY_DATABASE_URI=DATABASE_URL, **CONFIG)
 db.init_app(app)
 login_manager.init_app(app)
 storage = SQLAlchemyStorage(OAuthToken, db.session, user=lambda: current_user)
@@ -198,6 +198,7 @@ NOT_FOR_API_CALLS = [
     "flask_oauthclient.storage.session",
     "flask_oauthclient.storage.memory",
     "flask_oauthclient.sqla.reencrypt",
+    "flask_oauthclient.cipher",
 ]
 
 
@@ -211,11 +212,21 @@ def loaded(modules: t.Iterable[str], *names: str) -> list[str]:
     ]
 
 
-def run(tmp_path: Path, code: str, *, expires_in: int = 3600) -> dict[str, list[str]]:
-    """Set the database up, then run :data:`APP` and ``code`` in a fresh
-    interpreter; return the modules loaded at each ``stage``."""
+def run(
+    tmp_path: Path,
+    code: str,
+    *,
+    expires_in: int = 3600,
+    config: dict[str, t.Any] | None = None,
+) -> dict[str, list[str]]:
+    """Set the database up, then run :data:`APP` (with ``config`` added to the app's
+    config) and ``code`` in a fresh interpreter; return the modules loaded at each
+    ``stage``."""
     database_url = f"sqlite:///{tmp_path / 'imports.sqlite'}"
-    prelude = f"DATABASE_URL = {database_url!r}\nEXPIRES_IN = {expires_in!r}\n"
+    prelude = (
+        f"DATABASE_URL = {database_url!r}\nEXPIRES_IN = {expires_in!r}\n"
+        f"CONFIG = {config or {}!r}\n"
+    )
     _python(prelude + APP + SETUP)
     out = _python(prelude + APP + textwrap.dedent(code) + "\nprint(json.dumps(STAGES))")
     return t.cast("dict[str, list[str]]", json.loads(out.splitlines()[-1]))
@@ -331,6 +342,29 @@ def test_rarely_used_apis_load_their_modules(tmp_path: Path) -> None:
         "flask_oauthclient.storage.memory",
     ]
     assert loaded(stages["used"], *names) == names
+
+
+def test_encryption_keys_load_the_cipher(tmp_path: Path) -> None:
+    """An app that encrypts its tokens loads the Fernet cipher at ``init_app``; its
+    API calls read the token stored encrypted."""
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    stages = run(
+        tmp_path,
+        """
+        with app.app_context():
+            stored = db.session.execute(db.select(OAuthToken.token)).scalar_one()
+        assert list(stored) == ["enc"], stored
+        assert call_api() == {"token": "Bearer a1"}
+        stage("api call")
+        """,
+        config={"OAUTHCLIENT_TOKEN_ENCRYPTION_KEYS": key},
+    )
+    cipher = "flask_oauthclient.cipher"
+    assert loaded(stages["import"], cipher) == []
+    assert loaded(stages["init_app"], cipher) == [cipher]
+    assert loaded(stages["api call"], "cryptography") == ["cryptography"]
 
 
 def test_the_cli_loads_its_commands(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm as sa_orm
 
 from ..encryption import current_cipher
-from ..encryption import TokenCipher
 from ..errors import ConfigurationError
 from ..errors import IdentityInUse
 from ..errors import UserRequired
@@ -37,6 +36,7 @@ from .transactions import shares_one_connection
 from .users import UserIds
 
 if t.TYPE_CHECKING:
+    from ..cipher import TokenCipher
     from .locking import ThreadHolds
 
 __all__ = ["SQLAlchemyStorage"]
