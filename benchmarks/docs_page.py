@@ -44,7 +44,11 @@ loopback:
   :doc:`quickstart`.
 - **Flask-Dance** {dance_version}: an ``OAuth2ConsumerBlueprint`` with PKCE and auto
   refresh, its ``SQLAlchemyStorage`` tied to ``current_user``, as its multi-user docs
-  show.
+  show. Its blueprint keeps one requests-oauthlib session per worker, which the
+  worker's threads share and each request's teardown drops: under concurrent logins
+  a request can lose the ``redirect_uri`` it set before it builds the authorization
+  URL, and the provider refuses it ("Missing redirect URI";
+  singingwolfboy/flask-dance#430). Such logins count as failed, not in its rate.
 - **Authlib** {authlib_version}: ``authlib.integrations.flask_client.OAuth`` with
   ``fetch_token`` / ``update_token`` on a SQLAlchemy model, as its Flask docs show.
 
