@@ -91,16 +91,43 @@ class CallbackError(OAuthClientError):
 
 class AuthorizationDenied(CallbackError):
     """The provider answered the callback with ``error=`` (most often, the user
-    declined). :attr:`error` holds the OAuth error code."""
+    declined). :attr:`error` holds the OAuth error code; :attr:`scope_request` is
+    true when a logged-in user declined the extra scopes of
+    :meth:`Provider.request_scopes <flask_oauthclient.Provider.request_scopes>`
+    (they stay logged in), false for a login.
+
+    .. versionchanged:: 0.1
+        ``scope_request``.
+    """
 
     status_code = 403
     title = "Login refused"
     description = "The login was cancelled or refused by the provider."
 
-    def __init__(self, error: str, error_description: str | None = None):
+    def __init__(
+        self,
+        error: str,
+        error_description: str | None = None,
+        *,
+        scope_request: bool = False,
+    ):
         self.error = error
         self.error_description = error_description
-        super().__init__("provider_error", f"The provider refused the login: {error}")
+        self.scope_request = scope_request
+        if not scope_request:
+            super().__init__(
+                "provider_error", f"The provider refused the login: {error}"
+            )
+            return
+        self.title = "Permission not granted"
+        super().__init__(
+            "provider_error",
+            f"The provider refused the scope request: {error}",
+            description=(
+                "The permission this page needs was not granted. You are still "
+                "logged in."
+            ),
+        )
 
 
 class InvalidIDToken(CallbackError):

@@ -119,7 +119,9 @@ def complete(state: AppState, provider: Provider) -> ResponseReturnValue:
             )
         if "error" in args:
             raise AuthorizationDenied(
-                _printable(args.get("error", ""), 64), args.get("error_description")
+                _printable(args.get("error", ""), 64),
+                args.get("error_description"),
+                scope_request=pending.scopes is not None,
             )
         code = _code(args)
         _check_issuer(ap, args)

@@ -227,6 +227,8 @@ def test_provider_error_is_a_clear_page(
     assert r.status_code == 403
     assert b"<script>" not in r.data
     assert b"cancelled" in r.data
+    assert b"Login refused" in r.data
+    assert b'href="/login/corp">Try again' in r.data
     assert "/token" not in idp.calls
     assert_nothing_happened(storage, client)
 

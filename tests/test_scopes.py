@@ -208,7 +208,11 @@ def test_declining_the_extra_scopes_is_403_and_keeps_token_and_login(
     params = ask_for_calendar(browser)
     r = callback(browser, state=params["state"], error="access_denied")
     assert r.status_code == 403
-    assert b"Login refused" in r.data
+    # Not a login: the page says what was declined, and that the user is still in.
+    assert b"Permission not granted" in r.data
+    assert b"You are still logged in" in r.data
+    assert b"Login refused" not in r.data
+    assert b"Try again" not in r.data  # that would log in again
     assert stored(site) == before
     assert user_of(browser) == "user-1"
     assert get(browser, "/has/email").data == b"True"

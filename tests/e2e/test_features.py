@@ -389,3 +389,23 @@ def test_a_scope_request_answered_by_another_account_is_409(
     tokens = features.tokens("inc")
     assert tokens["inc:olga"] == before
     assert "inc:someone-else" not in tokens
+
+
+def test_a_scope_request_declined_at_the_provider_keeps_the_user_logged_in(
+    ui: t.Any, features: Features
+) -> None:
+    log_in(ui, features, "inc", "dana")
+    before = features.tokens("inc")["inc:dana"]
+    ui.goto(features.app_url + "/scoped/inc")
+    ui.wait_for_url(re.compile(re.escape(features.issuer) + r"/interaction/"))
+    expect(ui.locator("h1")).to_contain_text("Authorize")
+    ui.get_by_role("link", name=re.compile("Cancel", re.I)).click()
+    expect(ui.locator("#oauthclient-error-title")).to_have_text(
+        "Permission not granted"
+    )
+    expect(ui.locator("body")).to_contain_text("You are still logged in")
+    expect(ui.get_by_role("link", name="Try again")).to_have_count(0)
+    assert features.tokens("inc")["inc:dana"] == before
+    # Still logged in, with the token as it was.
+    ui.goto(f"{features.app_url}/profile/inc")
+    expect(ui.locator('td[data-claim="sub"]')).to_have_text("dana")
