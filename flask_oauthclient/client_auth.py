@@ -171,7 +171,12 @@ def _pem_problem(data: bytes) -> str:
     if b"ENCRYPTED" in data:
         # "BEGIN ENCRYPTED PRIVATE KEY" (PKCS#8) or "Proc-Type: 4,ENCRYPTED".
         return "it is encrypted"
-    if b"-----BEGIN" in data and (b"PUBLIC KEY-----" in data or b"CERTIFICATE" in data):
+    if b"-----BEGIN CERTIFICATE" in data:
+        return (
+            "it is a certificate: the private key is needed "
+            "(the key the certificate was made for)"
+        )
+    if b"-----BEGIN" in data and b"PUBLIC KEY-----" in data:
         return (
             "it is a public key: the private key is needed "
             "(the provider gets the public one)"

@@ -7,6 +7,7 @@ provider's discovery document is a clear configuration error."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 import typing as t
@@ -15,6 +16,8 @@ from urllib.parse import parse_qs
 import jwt
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -389,6 +392,23 @@ def test_a_provider_listing_the_method_is_fine() -> None:
 # ---------------------------------------------------------- bad configuration
 
 
+def _certificate(key: t.Any) -> bytes:
+    """A self-signed certificate of ``key``'s public key, as PEM."""
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "client")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
 def _jwk(key: t.Any) -> dict[str, t.Any]:
     from jwt.algorithms import RSAAlgorithm
 
@@ -434,6 +454,13 @@ def _jwk(key: t.Any) -> dict[str, t.Any]:
             },
             "a public key: the private key is needed",
         ),
+        (
+            {
+                "token_endpoint_auth_method": "private_key_jwt",
+                "client_private_key": _certificate(RSA_KEY),
+            },
+            "a certificate: the private key is needed",
+        ),
         ({"client_private_key": pem(RSA_KEY)}, "only"),
         ({"token_endpoint_auth_method": "tls_client_auth"}, "must be one of"),
     ],
@@ -443,6 +470,7 @@ def _jwk(key: t.Any) -> dict[str, t.Any]:
         "encrypted",
         "garbage",
         "public-pem",
+        "certificate",
         "key-unused",
         "unknown",
     ],
