@@ -400,7 +400,8 @@ class AppProvider:
                 ) from None
             raise ProviderError(
                 f"The token endpoint refused the request: {e.error}. Check the "
-                "client's credentials (client id, secret or private key)."
+                "client's credentials (client id, secret or private key).",
+                description=ProviderError.refused_description,
             ) from None
         except ValueError:
             raise ProviderError("The token endpoint sent an invalid answer.") from None

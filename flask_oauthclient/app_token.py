@@ -136,7 +136,8 @@ def fetch_app_token(app_provider: AppProvider, scope: ScopeKey) -> Token:
         # invalid_client, unauthorized_client (the grant is not enabled for this
         # client), invalid_scope: the app's configuration at the provider.
         raise ProviderError(
-            f"The token endpoint refused the client credentials grant: {e.error}."
+            f"The token endpoint refused the client credentials grant: {e.error}.",
+            description=ProviderError.refused_description,
         ) from None
     except ValueError:
         raise ProviderError("The token endpoint sent an invalid answer.") from None

@@ -156,6 +156,11 @@ class ProviderError(OAuthClientError):
     description = (
         "The login provider returned an invalid answer. Please try again later."
     )
+    #: The description when the provider refused the app's own request (its client
+    #: credentials, a grant the client may not use): the app's side, not the user's.
+    refused_description = (
+        "The login provider refused this site's request. Please try again later."
+    )
 
 
 class ProviderUnavailable(ProviderError):

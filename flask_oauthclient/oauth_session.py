@@ -332,7 +332,8 @@ class ProviderSession(PooledOAuth2Session):
             # invalid_client (a rotated secret), unauthorized_client, ...: our side
             # or the provider's, not the user's; the stored token stays.
             raise ProviderError(
-                f"The token endpoint refused the refresh: {e.error}."
+                f"The token endpoint refused the refresh: {e.error}.",
+                description=ProviderError.refused_description,
             ) from None
         except ValueError:
             raise ProviderError("The token endpoint sent an invalid answer.") from None

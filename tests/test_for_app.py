@@ -260,6 +260,7 @@ def test_a_refused_grant_is_a_provider_error_outside_and_a_502_inside(
     r = app.test_client().get("/report", headers={"Accept": "application/json"})
     assert r.status_code == 502
     assert r.json is not None and r.json["error"] == "provider_error"
+    assert r.json["error_description"] == ProviderError.refused_description
     assert "wrong" not in r.get_data(as_text=True)
     r = app.test_client().get("/report")
     assert r.status_code == 502 and "Provider error" in r.get_data(as_text=True)

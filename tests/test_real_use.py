@@ -89,7 +89,9 @@ def test_app_side_failures_are_logged_as_warnings_with_their_cause(
     site.idp.token_handler = lambda request: response(401, {"error": "invalid_client"})
     client = site.client()
     with caplog.at_level(logging.INFO, logger="flask_oauthclient"):
-        assert log_in(site, client).status_code == 502
+        reply = log_in(site, client)
+    assert reply.status_code == 502
+    assert "refused this site&#39;s request" in reply.get_data(as_text=True)
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     assert "invalid_client" in warnings[0].getMessage()

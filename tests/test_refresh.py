@@ -31,6 +31,7 @@ from werkzeug.serving import make_server
 
 from flask_oauthclient import MemoryStorage
 from flask_oauthclient import OAuth
+from flask_oauthclient import ProviderError
 from flask_oauthclient import ReauthorizationRequired
 from flask_oauthclient import SessionStorage
 from flask_oauthclient import TokenExpiredError
@@ -316,6 +317,8 @@ def test_other_refresh_errors_are_a_provider_error_and_keep_the_token(
     idp.token_handler = lambda request: response(401, {"error": "invalid_client"})
     r = client.get("/me", headers={"X-User": "alice", "Accept": "application/json"})
     assert r.status_code == 502
+    # The provider refused the app's request: not "an invalid answer".
+    assert r.get_json()["error_description"] == ProviderError.refused_description
     assert storage.get("corp", user="alice") == old
 
 
