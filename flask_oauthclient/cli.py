@@ -20,7 +20,6 @@ from flask.cli import AppGroup
 
 from .encryption import current_cipher
 from .encryption import is_encrypted
-from .encryption import TokenCipher
 from .errors import ConfigurationError
 from .providers import get_preset
 from .state import AppState
@@ -30,6 +29,7 @@ if t.TYPE_CHECKING:
     import sqlalchemy as sa
 
     from .app_provider import AppProvider
+    from .cipher import TokenCipher
     from .sqla import SQLAlchemyStorage
 
 #: Where ``flask run`` serves by default; the URLs are shown for it when the app has

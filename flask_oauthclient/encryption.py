@@ -55,12 +55,14 @@ log = logging.getLogger(__name__)
 _FROM_CIPHER = frozenset({"TokenCipher", "UndecryptableToken", "cipher_from_config"})
 
 
-def __getattr__(name: str) -> t.Any:
-    if name in _FROM_CIPHER:
-        from . import cipher
+if not t.TYPE_CHECKING:  # mypy reads the imports above; a typo stays an error
 
-        return getattr(cipher, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> t.Any:
+        if name in _FROM_CIPHER:
+            from . import cipher
+
+            return getattr(cipher, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
