@@ -23,6 +23,7 @@ from .errors import ConfigurationError
 from .errors import InsecureTransportError
 from .errors import InvalidIDToken
 from .errors import ProviderError
+from .errors import refusal_description
 from .provider_config import display_title
 from .provider_config import ProviderConfig
 from .tokens import Identity
@@ -401,7 +402,7 @@ class AppProvider:
             raise ProviderError(
                 f"The token endpoint refused the request: {e.error}. Check the "
                 "client's credentials (client id, secret or private key).",
-                description=ProviderError.refused_description,
+                description=refusal_description(e.error),
             ) from None
         except ValueError:
             raise ProviderError("The token endpoint sent an invalid answer.") from None

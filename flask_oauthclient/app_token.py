@@ -24,6 +24,7 @@ from .client import api_url
 from .client import calling
 from .errors import ConfigurationError
 from .errors import ProviderError
+from .errors import refusal_description
 from .state import get_state
 from .tokens import is_expiring
 from .tokens import Token
@@ -137,7 +138,7 @@ def fetch_app_token(app_provider: AppProvider, scope: ScopeKey) -> Token:
         # client), invalid_scope: the app's configuration at the provider.
         raise ProviderError(
             f"The token endpoint refused the client credentials grant: {e.error}.",
-            description=ProviderError.refused_description,
+            description=refusal_description(e.error),
         ) from None
     except ValueError:
         raise ProviderError("The token endpoint sent an invalid answer.") from None

@@ -171,7 +171,9 @@ def _pem_problem(data: bytes) -> str:
     if b"ENCRYPTED" in data:
         # "BEGIN ENCRYPTED PRIVATE KEY" (PKCS#8) or "Proc-Type: 4,ENCRYPTED".
         return "it is encrypted"
-    if b"-----BEGIN CERTIFICATE" in data:
+    # "BEGIN CERTIFICATE", "BEGIN TRUSTED CERTIFICATE", "BEGIN X509 CERTIFICATE";
+    # not "BEGIN CERTIFICATE REQUEST".
+    if b"CERTIFICATE-----" in data:
         return (
             "it is a certificate: the private key is needed "
             "(the key the certificate was made for)"

@@ -95,9 +95,6 @@ class AuthorizationDenied(CallbackError):
     true when a logged-in user declined the extra scopes of
     :meth:`Provider.request_scopes <flask_oauthclient.Provider.request_scopes>`
     (they stay logged in), false for a login.
-
-    .. versionchanged:: 0.1
-        ``scope_request``.
     """
 
     status_code = 403
@@ -255,6 +252,20 @@ class UnlinkRefused(OAuthClientError):
     description = (
         "This is your only way to log in: link another account before removing it."
     )
+
+
+#: The token endpoint's errors (RFC 6749 §5.2) that refuse the app's own request,
+#: not the user's grant: its client credentials or what the client may ask for.
+_CLIENT_REFUSALS = frozenset(
+    {"invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope"}
+)
+
+
+def refusal_description(error: str) -> str | None:
+    """The user-facing description of a :class:`ProviderError` for the token
+    endpoint's ``error``: :attr:`ProviderError.refused_description` when it refused
+    the app's own request, else ``None`` (the class's own description)."""
+    return ProviderError.refused_description if error in _CLIENT_REFUSALS else None
 
 
 def _snake(name: str) -> str:

@@ -27,6 +27,7 @@ from requests_oauthlib.oauth2_session import TokenUpdated
 from . import signals
 from .errors import ProviderError
 from .errors import ReauthorizationRequired
+from .errors import refusal_description
 from .storage.base import CURRENT_USER
 from .tokens import is_expiring
 from .tokens import Token
@@ -333,7 +334,7 @@ class ProviderSession(PooledOAuth2Session):
             # or the provider's, not the user's; the stored token stays.
             raise ProviderError(
                 f"The token endpoint refused the refresh: {e.error}.",
-                description=ProviderError.refused_description,
+                description=refusal_description(e.error),
             ) from None
         except ValueError:
             raise ProviderError("The token endpoint sent an invalid answer.") from None

@@ -481,3 +481,21 @@ def test_bad_client_authentication_is_refused_at_init_app(
     with pytest.raises(ConfigurationError, match=message) as e:
         make_site(register=register)
     assert "PRIVATE KEY" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        (b"CERTIFICATE", "a certificate"),
+        (b"TRUSTED CERTIFICATE", "a certificate"),
+        (b"X509 CERTIFICATE", "a certificate"),
+        (b"PUBLIC KEY", "a public key"),
+        (b"RSA PUBLIC KEY", "a public key"),
+        (b"CERTIFICATE REQUEST", "not a PEM key"),
+    ],
+)
+def test_a_pem_that_is_not_a_private_key_is_named(header: bytes, problem: str) -> None:
+    from flask_oauthclient.client_auth import _pem_problem
+
+    data = b"-----BEGIN %s-----\nAAAA\n-----END %s-----\n" % (header, header)
+    assert problem in _pem_problem(data)

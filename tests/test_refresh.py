@@ -310,15 +310,29 @@ def test_token_updater_callable_is_called_after_saving(
     assert seen == [(saved["access_token"], saved)]
 
 
+@pytest.mark.parametrize(
+    ("error", "description"),
+    [
+        # The provider refused the app's own request: not "an invalid answer".
+        ("invalid_client", ProviderError.refused_description),
+        ("unauthorized_client", ProviderError.refused_description),
+        # The provider's own trouble: no refusal of the app.
+        ("temporarily_unavailable", ProviderError.description),
+        ("server_error", ProviderError.description),
+    ],
+)
 def test_other_refresh_errors_are_a_provider_error_and_keep_the_token(
-    client: FlaskClient, idp: FakeIdP, storage: CountingStorage
+    client: FlaskClient,
+    idp: FakeIdP,
+    storage: CountingStorage,
+    error: str,
+    description: str,
 ) -> None:
     old = give_token(idp, storage, "alice", expires_at=time.time() - 5)
-    idp.token_handler = lambda request: response(401, {"error": "invalid_client"})
+    idp.token_handler = lambda request: response(400, {"error": error})
     r = client.get("/me", headers={"X-User": "alice", "Accept": "application/json"})
     assert r.status_code == 502
-    # The provider refused the app's request: not "an invalid answer".
-    assert r.get_json()["error_description"] == ProviderError.refused_description
+    assert r.get_json()["error_description"] == description
     assert storage.get("corp", user="alice") == old
 
 
