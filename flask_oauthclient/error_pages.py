@@ -12,7 +12,6 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
-from .errors import AuthorizationDenied
 from .errors import ConfigurationError
 from .errors import OAuthClientError
 from .errors import TokenError
@@ -49,12 +48,9 @@ def render_error(error: OAuthClientError) -> t.Any:
     body = {"error": error.code, "error_description": error.description}
     if _wants_json():
         return jsonify(body), error.status_code
-    # "Try again" logs in again: not what a user who declined extra scopes wants
-    # (the page that needs them asks again).
-    declined_scopes = isinstance(error, AuthorizationDenied) and error.scope_request
     retry = (
         url_for(f"{provider_name}.login")
-        if provider_name and not declined_scopes
+        if provider_name and error.retry_login
         else None
     )
     return (

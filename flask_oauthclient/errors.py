@@ -25,6 +25,8 @@ class OAuthClientError(Exception):
     #: it depends on) rather than the user's input: logged at WARNING or ERROR
     #: with its cause, where what a user did (cancel, a replayed link) is INFO.
     app_side: bool = False
+    #: Whether the error page offers to log in with the provider again.
+    retry_login: bool = True
 
     @property
     def code(self) -> str:
@@ -116,7 +118,10 @@ class AuthorizationDenied(CallbackError):
                 "provider_error", f"The provider refused the login: {error}"
             )
             return
+        # Logging in again is not what the user wants: the page that needs the
+        # scopes asks for them again.
         self.title = "Permission not granted"
+        self.retry_login = False
         super().__init__(
             "provider_error",
             f"The provider refused the scope request: {error}",
