@@ -736,11 +736,12 @@ def test_threads_of_a_new_storage_share_one_record_of_held_locks(
     monkeypatch.setattr(locking.ThreadHolds, "__init__", slowly)
     storage = SQLAlchemyStorage(env.OAuthToken, env.db.session)
     start = threading.Barrier(4)
-    seen: list[int] = []
+    seen: list[locking.ThreadHolds] = []
 
     def first_write() -> None:
         start.wait(5)
-        seen.append(id(storage._holds))
+        # The object itself, not its id: a discarded one's id may be reused.
+        seen.append(storage._holds)
 
     threads = [threading.Thread(target=first_write) for _ in range(4)]
     for thread in threads:
@@ -748,7 +749,7 @@ def test_threads_of_a_new_storage_share_one_record_of_held_locks(
     for thread in threads:
         thread.join(5)
     assert len(seen) == 4
-    assert len(set(seen)) == 1
+    assert all(holds is seen[0] for holds in seen)
 
 
 def test_lock_makes_plain_writes_wait(env: Env) -> None:
